@@ -1,0 +1,261 @@
+//! The `kiln` command line: inspect, run and print models.
+
+use clap::{Args, Parser, Subcommand};
+use kiln::{npy, Bindings, Error, Model, Target};
+use kiln_ir::{ConstStyle, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "kiln: an ahead-of-time compiler for accelerator kernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show a model's inputs, outputs, op histogram, parameters and FLOPs.
+    #[command(after_help = "Example:\n  kiln inspect models/small_cnn.onnx --dim batch=2 --json")]
+    Inspect {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a model and write its outputs as .npy files.
+    #[command(
+        after_help = "Inputs not given with --input get deterministic random data from --seed:\n\
+floats uniform in [-1, 1); integers used as Gather indices uniform in [0, axis size),\n\
+other integers uniform in [0, 10); bools true/false with equal chance.\n\
+Without --out-dir nothing is written; only the summary lines are printed.\n\n\
+Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp"
+    )]
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Where to run: interp (the reference interpreter).
+        #[arg(long, default_value = "interp")]
+        target: String,
+        /// An input's value: NAME=FILE.npy (repeatable).
+        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// Seed for the random inputs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write <output>.npy files and outputs.json here.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the model as kiln tensor IR text.
+    #[command(after_help = "Example:\n  kiln print models/gpt2_block.onnx | less")]
+    Print {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print every constant's bytes (the form `Graph::parse` reads back).
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// The ONNX model file.
+    model: PathBuf,
+    /// Bind an input's full shape: NAME=D1xD2x... (repeatable).
+    #[arg(long = "shape", value_name = "NAME=D1xD2x..")]
+    shapes: Vec<String>,
+    /// Bind a symbolic dim: SYM=N (repeatable).
+    #[arg(long = "dim", value_name = "SYM=N")]
+    dims: Vec<String>,
+}
+
+fn split_kv<'a>(s: &'a str, flag: &str) -> Result<(&'a str, &'a str), Error> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| Error::Usage(format!("{flag} expects NAME=VALUE, got '{s}'")))
+}
+
+fn bindings(m: &ModelArgs) -> Result<Bindings, Error> {
+    let mut b = Bindings::default();
+    for s in &m.shapes {
+        let (k, v) = split_kv(s, "--shape")?;
+        let dims = if v.is_empty() {
+            vec![]
+        } else {
+            v.split('x')
+                .map(|d| d.parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    Error::Usage(format!(
+                        "--shape {s}: dims must be numbers joined by 'x', like 1x3x224x224"
+                    ))
+                })?
+        };
+        b.shapes.insert(k.to_string(), dims);
+    }
+    for s in &m.dims {
+        let (k, v) = split_kv(s, "--dim")?;
+        let n = v
+            .parse::<usize>()
+            .map_err(|_| Error::Usage(format!("--dim {s}: the value must be a number")))?;
+        b.dims.insert(k.to_string(), n);
+    }
+    Ok(b)
+}
+
+/// A file name for an output: characters outside [A-Za-z0-9._-] become '_'.
+fn file_stem(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+fn stats(t: &Tensor) -> String {
+    let v = t.to_f64_vec();
+    if v.is_empty() {
+        return "empty".into();
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    format!("min={min:.6} max={max:.6} mean={mean:.6}")
+}
+
+fn run(
+    m: &ModelArgs,
+    target: &str,
+    inputs: &[String],
+    seed: u64,
+    out_dir: Option<&Path>,
+) -> Result<(), Error> {
+    let target = Target::from_name(target)?;
+    let mut b = bindings(m)?;
+    let mut given = BTreeMap::new();
+    for s in inputs {
+        let (k, v) = split_kv(s, "--input")?;
+        let t = npy::read(Path::new(v), None).map_err(Error::Usage)?;
+        b.shapes
+            .entry(k.to_string())
+            .or_insert_with(|| t.shape().to_vec());
+        given.insert(k.to_string(), t);
+    }
+    b.values = given.clone();
+    let model = Model::load(&m.model, &b)?;
+    let mut feed: HashMap<String, Tensor> = model.random_inputs(seed);
+    for (k, t) in given {
+        if model.frozen.contains(&k) {
+            continue;
+        }
+        let Some(slot) = feed.get_mut(&k) else {
+            return Err(Error::Usage(format!(
+                "--input {k}: the model has no input named '{k}'"
+            )));
+        };
+        let want = &model
+            .graph
+            .value(model.graph.find(&k).expect("feed keys are inputs"))
+            .ty;
+        let t = if t.dtype() == want.dtype {
+            t
+        } else if t.dtype() == kiln_ir::DType::F32 && want.dtype == kiln_ir::DType::BF16 {
+            Tensor::from_f64(want.dtype, t.shape().to_vec(), &t.to_f64_vec())
+        } else {
+            return Err(Error::Usage(format!(
+                "--input {k}: the file holds {}, the model wants {want}",
+                t.ty()
+            )));
+        };
+        *slot = t;
+    }
+    let outs = model.run(target, &feed)?;
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut index = serde_json::Map::new();
+    let mut used = std::collections::HashSet::new();
+    for (name, t) in model.output_names.iter().zip(&outs) {
+        println!("{name}: {} {}", t.ty(), stats(t));
+        if let Some(dir) = out_dir {
+            let mut stem = file_stem(name);
+            while !used.insert(stem.clone()) {
+                stem.push('_');
+            }
+            let file = format!("{stem}.npy");
+            let path = dir.join(&file);
+            std::fs::write(&path, npy::encode(t))
+                .map_err(|source| Error::Write { path, source })?;
+            index.insert(name.clone(), serde_json::Value::String(file));
+        }
+    }
+    if let Some(dir) = out_dir {
+        let path = dir.join("outputs.json");
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(index)).expect("json");
+        std::fs::write(&path, text + "\n").map_err(|source| Error::Write { path, source })?;
+    }
+    Ok(())
+}
+
+fn main_inner(cli: Cli) -> Result<(), Error> {
+    match cli.cmd {
+        Cmd::Inspect { model, json } => {
+            let m = Model::load(&model.model, &bindings(&model)?)?;
+            let s = m.summary();
+            if json {
+                println!("{}", s.to_json());
+            } else {
+                print!("{s}");
+            }
+            Ok(())
+        }
+        Cmd::Run {
+            model,
+            target,
+            inputs,
+            seed,
+            out_dir,
+        } => run(&model, &target, &inputs, seed, out_dir.as_deref()),
+        Cmd::Print { model, full } => {
+            let m = Model::load(&model.model, &bindings(&model)?)?;
+            let style = if full {
+                ConstStyle::Full
+            } else {
+                ConstStyle::Elide(256)
+            };
+            print!("{}", m.graph.to_text(style));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match main_inner(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
