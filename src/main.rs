@@ -153,9 +153,6 @@ fn run(
     for s in inputs {
         let (k, v) = split_kv(s, "--input")?;
         let t = npy::read(Path::new(v), None).map_err(Error::Usage)?;
-        b.shapes
-            .entry(k.to_string())
-            .or_insert_with(|| t.shape().to_vec());
         given.insert(k.to_string(), t);
     }
     b.values = given.clone();
@@ -165,11 +162,9 @@ fn run(
         if model.frozen.contains(&k) {
             continue;
         }
-        let Some(slot) = feed.get_mut(&k) else {
-            return Err(Error::Usage(format!(
-                "--input {k}: the model has no input named '{k}'"
-            )));
-        };
+        let slot = feed
+            .get_mut(&k)
+            .expect("the importer checked --input names");
         let want = &model
             .graph
             .value(model.graph.find(&k).expect("feed keys are inputs"))

@@ -52,12 +52,14 @@ impl<'a> NodeCx<'a> {
         Ok(self.int_opt(name)?.unwrap_or(default))
     }
 
-    /// A float attribute with a default.
-    pub fn float(&self, name: &str, default: f32) -> Result<f32, ImportError> {
-        Ok(self
+    /// A float attribute with a default, widened through its shortest decimal
+    /// form so that `1e-5` stays `1e-5` (not `9.99999974e-6`) in the IR.
+    pub fn float(&self, name: &str, default: f32) -> Result<f64, ImportError> {
+        let v = self
             .typed(name, AttributeType::Float)?
             .map(|a| a.f())
-            .unwrap_or(default))
+            .unwrap_or(default);
+        Ok(v.to_string().parse().unwrap_or(v as f64))
     }
 
     /// An integer list attribute, if present.

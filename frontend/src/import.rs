@@ -22,8 +22,8 @@ pub struct Bindings {
     pub shapes: BTreeMap<String, Vec<usize>>,
     /// Values of symbolic dims (`--dim batch=4`).
     pub dims: BTreeMap<String, usize>,
-    /// Known input values. Inputs that decide a shape are frozen to these; the
-    /// others stay graph inputs.
+    /// Known input values; they also bind their inputs' shapes. Inputs that decide
+    /// a shape are frozen to these; the others stay graph inputs.
     pub values: BTreeMap<String, Tensor>,
 }
 
@@ -45,11 +45,25 @@ pub enum Operand {
     Value(ValueId),
 }
 
+/// Identifies a constant by its storage, dtype and shape.
+type ConstKey = (usize, usize, DType, Vec<usize>);
+
+fn const_key(t: &Tensor) -> ConstKey {
+    (
+        t.bytes().as_ptr() as usize,
+        t.bytes().len(),
+        t.dtype(),
+        t.shape().to_vec(),
+    )
+}
+
 pub(crate) struct Importer<'m> {
     pub g: Graph,
     slots: HashMap<String, Operand>,
     /// Materialized constants, keyed by their storage, so a weight is added once.
-    const_ids: HashMap<(usize, usize, DType, Vec<usize>), ValueId>,
+    const_ids: HashMap<ConstKey, ValueId>,
+    /// The model's name for a constant (initializer or node output), by storage.
+    const_names: HashMap<ConstKey, String>,
     names: HashSet<String>,
     auto_named: HashSet<ValueId>,
     counter: usize,
@@ -104,15 +118,21 @@ pub fn import_model(
     let initializers: HashSet<&str> = gp.initializer.iter().map(|t| t.name()).collect();
     for t in &gp.initializer {
         let tensor = tensor_from_proto(t, dir)?;
+        imp.name_const(&tensor, t.name());
         imp.slots
             .insert(t.name().to_string(), Operand::Const(tensor));
     }
     let needed = imp.shape_deciding_inputs(opset);
     let mut frozen = Vec::new();
-    for name in b.shapes.keys() {
-        if !gp.input.iter().any(|i| i.name() == name) {
+    for (name, flag) in b
+        .shapes
+        .keys()
+        .map(|n| (n, "--shape"))
+        .chain(b.values.keys().map(|n| (n, "--input")))
+    {
+        if !gp.input.iter().any(|i| i.name() == name) || initializers.contains(name.as_str()) {
             return Err(ImportError::Binding(format!(
-                "--shape names '{name}', which is not an input of the model (inputs: {})",
+                "{flag} names '{name}', which is not an input of the model (inputs: {})",
                 input_list(gp)
             )));
         }
@@ -196,7 +216,13 @@ fn input_type(vi: &ValueInfoProto, b: &Bindings) -> Result<TensorType, ImportErr
     let dtype = dtype_of(tt.elem_type())
         .map_err(|m| ImportError::Binding(format!("input '{name}': {m}")))?;
     let declared = tt.shape.as_ref().map(|s| s.dim.as_slice());
-    let shape = if let Some(s) = b.shapes.get(name) {
+    // A given value binds its input's shape unless --shape says otherwise.
+    let bound = b
+        .shapes
+        .get(name)
+        .cloned()
+        .or_else(|| b.values.get(name).map(|t| t.shape().to_vec()));
+    let shape = if let Some(s) = &bound {
         if let Some(dims) = declared {
             if dims.len() != s.len() {
                 return Err(ImportError::Binding(format!(
@@ -274,6 +300,7 @@ impl<'m> Importer<'m> {
             g: Graph::new(""),
             slots: HashMap::new(),
             const_ids: HashMap::new(),
+            const_names: HashMap::new(),
             names,
             auto_named: HashSet::new(),
             counter: 0,
@@ -390,10 +417,13 @@ impl<'m> Importer<'m> {
             let Some(r) = results.get(k) else {
                 return Err(cx.err(format!("output {k} ('{out}') is not supported by kiln")));
             };
-            if let Operand::Value(id) = r {
-                if self.auto_named.remove(id) {
-                    self.g.values[id.0 as usize].name = out.clone();
+            match r {
+                Operand::Value(id) => {
+                    if self.auto_named.remove(id) {
+                        self.g.values[id.0 as usize].name = out.clone();
+                    }
                 }
+                Operand::Const(t) => self.name_const(t, out),
             }
             self.slots.insert(out.clone(), r.clone());
         }
@@ -448,20 +478,25 @@ impl<'m> Importer<'m> {
         }
     }
 
+    /// Remembers the model's name for a constant (the first name wins).
+    fn name_const(&mut self, t: &Tensor, name: &str) {
+        self.const_names
+            .entry(const_key(t))
+            .or_insert_with(|| name.to_string());
+    }
+
     fn materialize(&mut self, o: &Operand, cx: &NodeCx) -> ValueId {
         match o {
             Operand::Value(id) => *id,
             Operand::Const(t) => {
-                let key = (
-                    t.bytes().as_ptr() as usize,
-                    t.bytes().len(),
-                    t.dtype(),
-                    t.shape().to_vec(),
-                );
+                let key = const_key(t);
                 if let Some(&id) = self.const_ids.get(&key) {
                     return id;
                 }
-                let name = self.fresh(&format!("{}/const", cx.name));
+                let name = match self.const_names.get(&key) {
+                    Some(n) if self.g.find(n).is_none() => n.clone(),
+                    _ => self.fresh(&format!("{}/const", cx.name)),
+                };
                 let id = self.g.add_const(&name, t.clone());
                 self.const_ids.insert(key, id);
                 id

@@ -48,7 +48,12 @@ fn node(op: &str, name: &str, ins: &[&str], outs: &[&str]) -> NodeProto {
     }
 }
 
-fn model(nodes: Vec<NodeProto>, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> ModelProto {
+fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    inits: Vec<TensorProto>,
+) -> ModelProto {
     ModelProto {
         ir_version: Some(8),
         opset_import: vec![OperatorSetIdProto {
@@ -103,11 +108,29 @@ fn unsupported_op_names_op_node_domain_and_list() {
         vec![],
     );
     let e = err(&m, None, &Bindings::default());
-    assert_has(&e, &["my_einsum", "Einsum", "ai.onnx", "opset 17", "supported ops", "MatMul"]);
+    assert_has(
+        &e,
+        &[
+            "my_einsum",
+            "Einsum",
+            "ai.onnx",
+            "opset 17",
+            "supported ops",
+            "MatMul",
+        ],
+    );
     let mut custom = node("Foo", "custom", &["x"], &["y"]);
     custom.domain = Some("com.example".into());
-    let m = model(vec![custom], vec![vi("x", F32, &["2"])], vec![vi("y", F32, &["2"])], vec![]);
-    assert_has(&err(&m, None, &Bindings::default()), &["com.example", "Foo"]);
+    let m = model(
+        vec![custom],
+        vec![vi("x", F32, &["2"])],
+        vec![vi("y", F32, &["2"])],
+        vec![],
+    );
+    assert_has(
+        &err(&m, None, &Bindings::default()),
+        &["com.example", "Foo"],
+    );
 }
 
 #[test]
@@ -124,14 +147,18 @@ fn shape_mismatch_names_node_and_both_shapes() {
 
 #[test]
 fn dtype_mismatch_names_node_and_types() {
-    let i64_init = kiln_frontend::tensor_to_proto("k", &Tensor::from_i64(DType::I64, vec![3], &[1, 2, 3]));
+    let i64_init =
+        kiln_frontend::tensor_to_proto("k", &Tensor::from_i64(DType::I64, vec![3], &[1, 2, 3]));
     let m = model(
         vec![node("Add", "mixed_add", &["x", "k"], &["y"])],
         vec![vi("x", F32, &["3"])],
         vec![vi("y", F32, &["3"])],
         vec![i64_init],
     );
-    assert_has(&err(&m, None, &Bindings::default()), &["mixed_add", "f32[3]", "i64[3]"]);
+    assert_has(
+        &err(&m, None, &Bindings::default()),
+        &["mixed_add", "f32[3]", "i64[3]"],
+    );
 }
 
 #[test]
@@ -167,7 +194,10 @@ fn shape_input_without_value_names_the_graph_input() {
     let e = err(&m, None, &Bindings::default());
     assert_has(&e, &["rs", "Reshape", "input 1", "'target'", "--input"]);
     let mut b = Bindings::default();
-    b.values.insert("target".into(), Tensor::from_i64(DType::I64, vec![2], &[2, 3]));
+    b.values.insert(
+        "target".into(),
+        Tensor::from_i64(DType::I64, vec![2], &[2, 3]),
+    );
     let imp = import_model(&m, None, &b).unwrap();
     assert_eq!(imp.frozen, vec!["target".to_string()]);
     assert_eq!(imp.graph.inputs.len(), 1);
@@ -176,16 +206,30 @@ fn shape_input_without_value_names_the_graph_input() {
 #[test]
 fn malformed_and_truncated_protobuf_are_decode_errors() {
     let dir = tmpdir("decode");
-    let m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![vi("x", F32, &["2"])], vec![vi("y", F32, &["2"])], vec![]);
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![vi("x", F32, &["2"])],
+        vec![vi("y", F32, &["2"])],
+        vec![],
+    );
     let bytes = m.encode_to_vec();
     let p = dir.join("trunc.onnx");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-    let e = import_file(&p, &Bindings::default()).unwrap_err().to_string();
+    let e = import_file(&p, &Bindings::default())
+        .unwrap_err()
+        .to_string();
     assert_has(&e, &["trunc.onnx", "not a valid ONNX model"]);
     let p = dir.join("garbage.onnx");
     std::fs::write(&p, b"\xff\xff\xff\xff not protobuf").unwrap();
-    assert_has(&import_file(&p, &Bindings::default()).unwrap_err().to_string(), &["garbage.onnx", "not a valid ONNX model"]);
-    let e = import_file(&dir.join("missing.onnx"), &Bindings::default()).unwrap_err().to_string();
+    assert_has(
+        &import_file(&p, &Bindings::default())
+            .unwrap_err()
+            .to_string(),
+        &["garbage.onnx", "not a valid ONNX model"],
+    );
+    let e = import_file(&dir.join("missing.onnx"), &Bindings::default())
+        .unwrap_err()
+        .to_string();
     assert_has(&e, &["missing.onnx", "cannot read"]);
 }
 
@@ -224,23 +268,52 @@ fn external_data_missing_short_and_escaping_are_rejected() {
     let dir = tmpdir("ext");
     let b = Bindings::default();
     // Works when present and long enough.
-    let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(dir.join("w.bin"), &data).unwrap();
-    let ok = import_model(&ext_model(external("w", &[4], "w.bin", &[])), Some(&dir), &b).unwrap();
+    let ok = import_model(
+        &ext_model(external("w", &[4], "w.bin", &[])),
+        Some(&dir),
+        &b,
+    )
+    .unwrap();
     let w = ok.graph.constants().next().unwrap().1.to_f64_vec();
     assert_eq!(w, vec![1.0, 2.0, 3.0, 4.0]);
     // Missing file.
-    assert_has(&err(&ext_model(external("w", &[4], "absent.bin", &[])), Some(&dir), &b), &["tensor 'w'", "absent.bin"]);
+    assert_has(
+        &err(
+            &ext_model(external("w", &[4], "absent.bin", &[])),
+            Some(&dir),
+            &b,
+        ),
+        &["tensor 'w'", "absent.bin"],
+    );
     // Short file (offset pushes the range past the end).
     assert_has(
-        &err(&ext_model(external("w", &[4], "w.bin", &[("offset", "8")])), Some(&dir), &b),
+        &err(
+            &ext_model(external("w", &[4], "w.bin", &[("offset", "8")])),
+            Some(&dir),
+            &b,
+        ),
         &["tensor 'w'", "too short", "offset 8"],
     );
     // Declared length disagrees with the shape.
-    assert_has(&err(&ext_model(external("w", &[4], "w.bin", &[("length", "12")])), Some(&dir), &b), &["length 12"]);
+    assert_has(
+        &err(
+            &ext_model(external("w", &[4], "w.bin", &[("length", "12")])),
+            Some(&dir),
+            &b,
+        ),
+        &["length 12"],
+    );
     // Path traversal and absolute paths.
     for loc in ["../w.bin", "sub/../../w.bin", "/etc/passwd"] {
-        assert_has(&err(&ext_model(external("w", &[4], loc, &[])), Some(&dir), &b), &["leaves the model's folder"]);
+        assert_has(
+            &err(&ext_model(external("w", &[4], loc, &[])), Some(&dir), &b),
+            &["leaves the model's folder"],
+        );
     }
     // A link inside the folder that points outside it.
     #[cfg(unix)]
@@ -248,7 +321,14 @@ fn external_data_missing_short_and_escaping_are_rejected() {
         let outside = tmpdir("ext-outside");
         std::fs::write(outside.join("secret.bin"), &data).unwrap();
         std::os::unix::fs::symlink(outside.join("secret.bin"), dir.join("link.bin")).unwrap();
-        assert_has(&err(&ext_model(external("w", &[4], "link.bin", &[])), Some(&dir), &b), &["outside the model's folder"]);
+        assert_has(
+            &err(
+                &ext_model(external("w", &[4], "link.bin", &[])),
+                Some(&dir),
+                &b,
+            ),
+            &["outside the model's folder"],
+        );
     }
 }
 
@@ -260,21 +340,35 @@ fn absurd_sizes_are_refused_before_allocating() {
         dims: vec![1 << 20, 1 << 20, 1 << 20],
         ..Default::default()
     };
-    assert_has(&err(&ext_model(huge), None, &Bindings::default()), &["tensor 'w'", "GiB limit"]);
+    assert_has(
+        &err(&ext_model(huge), None, &Bindings::default()),
+        &["tensor 'w'", "GiB limit"],
+    );
     let neg = TensorProto {
         name: Some("w".into()),
         data_type: Some(F32),
         dims: vec![-4],
         ..Default::default()
     };
-    assert_has(&err(&ext_model(neg), None, &Bindings::default()), &["negative dimension"]);
+    assert_has(
+        &err(&ext_model(neg), None, &Bindings::default()),
+        &["negative dimension"],
+    );
     // An input bound to an absurd shape.
-    let m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![vi("x", F32, &["n", "n", "n"])], vec![vi("y", F32, &["n", "n", "n"])], vec![]);
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![vi("x", F32, &["n", "n", "n"])],
+        vec![vi("y", F32, &["n", "n", "n"])],
+        vec![],
+    );
     let mut b = Bindings::default();
     b.dims.insert("n".into(), 1 << 30);
     assert_has(&err(&m, None, &b), &["input 'x'", "GiB limit"]);
     // ConstantOfShape asked for a huge constant.
-    let shape = kiln_frontend::tensor_to_proto("s", &Tensor::from_i64(DType::I64, vec![2], &[1 << 15, 1 << 14]));
+    let shape = kiln_frontend::tensor_to_proto(
+        "s",
+        &Tensor::from_i64(DType::I64, vec![2], &[1 << 15, 1 << 14]),
+    );
     let mut cos = node("ConstantOfShape", "big", &["s"], &["y"]);
     cos.attribute.push(AttributeProto {
         name: Some("value".into()),
@@ -282,8 +376,16 @@ fn absurd_sizes_are_refused_before_allocating() {
         t: Some(f32_init("v", &[1], &[1.0])),
         ..Default::default()
     });
-    let m = model(vec![cos], vec![], vec![vi("y", F32, &["32768", "16384"])], vec![shape]);
-    assert_has(&err(&m, None, &Bindings::default()), &["big", "ConstantOfShape", "MiB"]);
+    let m = model(
+        vec![cos],
+        vec![],
+        vec![vi("y", F32, &["32768", "16384"])],
+        vec![shape],
+    );
+    assert_has(
+        &err(&m, None, &Bindings::default()),
+        &["big", "ConstantOfShape", "MiB"],
+    );
 }
 
 #[test]
@@ -295,21 +397,55 @@ fn bad_attributes_and_missing_operands_name_the_node() {
         ints: vec![0, 0],
         ..Default::default()
     });
-    let m = model(vec![t], vec![vi("x", F32, &["2", "3"])], vec![vi("y", F32, &["3", "2"])], vec![]);
-    assert_has(&err(&m, None, &Bindings::default()), &["tp", "Transpose", "permutation"]);
-    let m = model(vec![node("Add", "a", &["x", "nowhere"], &["y"])], vec![vi("x", F32, &["2"])], vec![vi("y", F32, &["2"])], vec![]);
-    assert_has(&err(&m, None, &Bindings::default()), &["'a'", "nowhere", "not defined"]);
-    let m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![vi("x", F32, &["2"])], vec![vi("z", F32, &["2"])], vec![]);
+    let m = model(
+        vec![t],
+        vec![vi("x", F32, &["2", "3"])],
+        vec![vi("y", F32, &["3", "2"])],
+        vec![],
+    );
+    assert_has(
+        &err(&m, None, &Bindings::default()),
+        &["tp", "Transpose", "permutation"],
+    );
+    let m = model(
+        vec![node("Add", "a", &["x", "nowhere"], &["y"])],
+        vec![vi("x", F32, &["2"])],
+        vec![vi("y", F32, &["2"])],
+        vec![],
+    );
+    assert_has(
+        &err(&m, None, &Bindings::default()),
+        &["'a'", "nowhere", "not defined"],
+    );
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![vi("x", F32, &["2"])],
+        vec![vi("z", F32, &["2"])],
+        vec![],
+    );
     assert_has(&err(&m, None, &Bindings::default()), &["graph output 'z'"]);
 }
 
 #[test]
 fn unsupported_opset_and_dtype_are_named() {
-    let mut m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![vi("x", F32, &["2"])], vec![vi("y", F32, &["2"])], vec![]);
+    let mut m = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![vi("x", F32, &["2"])],
+        vec![vi("y", F32, &["2"])],
+        vec![],
+    );
     m.opset_import[0].version = Some(99);
     assert_has(&err(&m, None, &Bindings::default()), &["opset 99"]);
-    let m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![vi("x", 8, &["2"])], vec![vi("y", 8, &["2"])], vec![]);
-    assert_has(&err(&m, None, &Bindings::default()), &["input 'x'", "STRING", "not supported"]);
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![vi("x", 8, &["2"])],
+        vec![vi("y", 8, &["2"])],
+        vec![],
+    );
+    assert_has(
+        &err(&m, None, &Bindings::default()),
+        &["input 'x'", "STRING", "not supported"],
+    );
 }
 
 #[test]

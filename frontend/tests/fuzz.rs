@@ -36,7 +36,11 @@ fn seed_models() -> Vec<Vec<u8>> {
         .iter()
         .filter_map(|p| std::fs::read(root.join(p).join("model.onnx")).ok())
         .collect();
-    assert!(!v.is_empty(), "run scripts/setup to materialize the ONNX node tests in {}", root.display());
+    assert!(
+        !v.is_empty(),
+        "run scripts/setup to materialize the ONNX node tests in {}",
+        root.display()
+    );
     v
 }
 
@@ -56,7 +60,10 @@ fn try_import(bytes: &[u8]) -> bool {
                     .iter()
                     .map(|&i| {
                         let t = &g.value(i).ty;
-                        (g.value(i).name.clone(), Tensor::from_f64(t.dtype, t.shape.clone(), &vec![0.5; t.numel()]))
+                        (
+                            g.value(i).name.clone(),
+                            Tensor::from_f64(t.dtype, t.shape.clone(), &vec![0.5; t.numel()]),
+                        )
                     })
                     .collect();
                 let _ = interp::run(g, &inputs);

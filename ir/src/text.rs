@@ -43,8 +43,15 @@ fn value_ref(name: &str) -> String {
 }
 
 fn literal(t: &Tensor) -> String {
-    let items: Vec<String> = if t.dtype().is_float() {
+    // f32/f16/bf16 values print as their shortest f32 form, which parses back to
+    // the same bits after rounding to the dtype.
+    let items: Vec<String> = if t.dtype() == DType::F64 {
         t.to_f64_vec().into_iter().map(fmt_float).collect()
+    } else if t.dtype().is_float() {
+        t.to_f64_vec()
+            .into_iter()
+            .map(|v| fmt_float(format!("{:?}", v as f32).parse().unwrap_or(v)))
+            .collect()
     } else {
         t.to_i64_vec().into_iter().map(|v| v.to_string()).collect()
     };

@@ -25,11 +25,11 @@ pub(crate) fn unary(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportEr
         "Ceil" => Ceil,
         "Not" => Not,
         "LeakyRelu" => LeakyRelu {
-            alpha: cx.float("alpha", 0.01)? as f64,
+            alpha: cx.float("alpha", 0.01)?,
         },
         "HardSigmoid" => HardSigmoid {
-            alpha: cx.float("alpha", 0.2)? as f64,
-            beta: cx.float("beta", 0.5)? as f64,
+            alpha: cx.float("alpha", 0.2)?,
+            beta: cx.float("beta", 0.5)?,
         },
         "HardSwish" => HardSwish,
         other => return Err(cx.err(format!("no lowering for '{other}'"))),
@@ -88,10 +88,7 @@ pub(crate) fn clip(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportErr
     let (lo, hi) = if cx.opset < 11 {
         let bound = |name: &str| -> Result<Option<Operand>, ImportError> {
             Ok(if cx.has(name) {
-                Some(Operand::Const(Tensor::scalar_f64(
-                    dt,
-                    cx.float(name, 0.0)? as f64,
-                )))
+                Some(Operand::Const(Tensor::scalar_f64(dt, cx.float(name, 0.0)?)))
             } else {
                 None
             })

@@ -323,7 +323,7 @@ pub(crate) fn pad(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportErro
         (
             cx.ints("pads")?
                 .ok_or_else(|| cx.err("missing attribute 'pads'"))?,
-            cx.float("value", 0.0)? as f64,
+            cx.float("value", 0.0)?,
             None,
         )
     };

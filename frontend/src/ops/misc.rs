@@ -99,7 +99,7 @@ pub(crate) fn constant(cx: &NodeCx) -> Result<Operand, ImportError> {
     let t = if let Some(t) = cx.tensor("value")? {
         tensor_from_proto(t, None)?
     } else if cx.has("value_float") {
-        Tensor::scalar_f64(DType::F32, cx.float("value_float", 0.0)? as f64)
+        Tensor::scalar_f64(DType::F32, cx.float("value_float", 0.0)?)
     } else if let Some(v) = cx.floats("value_floats")? {
         let v: Vec<f64> = v.into_iter().map(|x| x as f64).collect();
         Tensor::from_f64(DType::F32, vec![v.len()], &v)

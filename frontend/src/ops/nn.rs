@@ -30,8 +30,8 @@ pub(crate) fn gemm(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportErr
     }
     let dt = imp.ty(&a).dtype;
     let mut y = imp.emit1(cx, MatMul, &[a, b])?;
-    let alpha = cx.float("alpha", 1.0)? as f64;
-    let beta = cx.float("beta", 1.0)? as f64;
+    let alpha = cx.float("alpha", 1.0)?;
+    let beta = cx.float("beta", 1.0)?;
     let mul = BinaryKind::Mul;
     if alpha != 1.0 {
         let s = Operand::Const(Tensor::scalar_f64(dt, alpha));
@@ -227,7 +227,7 @@ pub(crate) fn batch_norm(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, Imp
         .map(|i| imp.req(cx, i))
         .collect::<Result<Vec<_>, _>>()?;
     let op = BatchNorm {
-        epsilon: cx.float("epsilon", 1e-5)? as f64,
+        epsilon: cx.float("epsilon", 1e-5)?,
     };
     imp.emit1(cx, op, &ins)
 }
@@ -241,7 +241,7 @@ pub(crate) fn layer_norm(imp: &mut Importer, cx: &NodeCx) -> Result<Vec<Operand>
     ins.extend(imp.input(cx, 2)?);
     let op = LayerNorm {
         axis,
-        epsilon: cx.float("epsilon", 1e-5)? as f64,
+        epsilon: cx.float("epsilon", 1e-5)?,
         stash,
     };
     imp.emit(cx, op.into(), &ins)

@@ -117,9 +117,9 @@ pub(crate) fn resize(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportE
         sizes,
         scales,
         roi,
-        cubic_a: cx.float("cubic_coeff_a", -0.75)? as f64,
+        cubic_a: cx.float("cubic_coeff_a", -0.75)?,
         exclude_outside: cx.int("exclude_outside", 0)? != 0,
-        extrapolation: cx.float("extrapolation_value", 0.0)? as f64,
+        extrapolation: cx.float("extrapolation_value", 0.0)?,
     };
     imp.emit1(cx, op, &[x])
 }
