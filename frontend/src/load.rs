@@ -3,6 +3,7 @@
 
 use crate::proto::ModelProto;
 use crate::ImportError;
+use bytes::Bytes;
 use prost::Message;
 use std::path::Path;
 
@@ -28,17 +29,21 @@ pub fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
             bytes: meta.len(),
         });
     }
+    // Decoding from the file's own buffer lets tensor data reference it: weights
+    // are never copied after this read.
     let data = std::fs::read(path).map_err(io)?;
-    decode_model(&data, path)
+    decode(Bytes::from(data), path)
 }
 
 /// Decodes model bytes; `path` is only used in messages.
 pub fn decode_model(data: &[u8], path: &Path) -> Result<ModelProto, ImportError> {
-    let m = ModelProto::decode(bytes::Bytes::copy_from_slice(data)).map_err(|e| {
-        ImportError::Decode {
-            path: path.to_path_buf(),
-            msg: format!("{e} (is the file truncated or not an ONNX model?)"),
-        }
+    decode(Bytes::copy_from_slice(data), path)
+}
+
+fn decode(data: Bytes, path: &Path) -> Result<ModelProto, ImportError> {
+    let m = ModelProto::decode(data).map_err(|e| ImportError::Decode {
+        path: path.to_path_buf(),
+        msg: format!("{e} (is the file truncated or not an ONNX model?)"),
     })?;
     if m.graph.is_none() {
         return Err(ImportError::Decode {
