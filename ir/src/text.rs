@@ -480,8 +480,8 @@ impl Parser {
     fn int_text(&mut self) -> Result<i64, IrError> {
         let neg = self.eat('-');
         match self.next() {
-            Tok::Num(s) => match s.parse::<i64>() {
-                Ok(v) => Ok(if neg { -v } else { v }),
+            Tok::Num(s) => match format!("{}{s}", if neg { "-" } else { "" }).parse::<i64>() {
+                Ok(v) => Ok(v),
                 Err(_) => {
                     self.pos -= 1;
                     self.err(format!("bad integer '{s}'"))
