@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Tensor::scalar_f64(DType::F32, std::f64::consts::FRAC_1_SQRT_2),
     );
     let bin = |kind| Binary { kind }.into();
-    let h = g.add_node("proj", MatMul.into(), vec![x, w], &["h"])?[0];
+    let h = g.add_node("proj", MatMul::default().into(), vec![x, w], &["h"])?[0];
     let s = g.add_node("scale", bin(BinaryKind::Mul), vec![h, rsqrt2], &["s"])?[0];
     let e = g.add_node(
         "erf",

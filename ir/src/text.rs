@@ -14,10 +14,11 @@
 //! (or, for display, elided; an elided constant does not parse back).
 
 use crate::attrs::fmt_float;
-use crate::op::Op;
+use crate::op::{Fused, Op};
 use crate::{Attr, Attrs, DType, Graph, IrError, Sharding, Tensor, TensorType, ValueDef, ValueId};
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 const LITERAL_MAX: usize = 16;
 
@@ -113,6 +114,10 @@ impl Graph {
             let attrs = n.op.def().attrs();
             if !attrs.0.is_empty() {
                 let _ = write!(s, " {attrs}");
+            }
+            if let Op::Fused(f) = &n.op {
+                let body = f.body.to_text(style);
+                let _ = write!(s, " {}", body.trim_end().replace('\n', "\n  "));
             }
             let first = n.outputs.first().map(|&o| self.value(o).name.as_str());
             if first != Some(n.name.as_str()) {
@@ -613,6 +618,23 @@ impl Parser {
     }
 
     fn graph(&mut self) -> Result<Graph, IrError> {
+        let g = self.graph_body()?;
+        if *self.peek() != Tok::Eof {
+            return self.err("unexpected text after the graph");
+        }
+        Ok(g)
+    }
+
+    /// One `graph "name"(..) { .. }`, with its own value names (so a fused op's
+    /// body may reuse names of the enclosing graph).
+    fn graph_body(&mut self) -> Result<Graph, IrError> {
+        let outer = std::mem::take(&mut self.names);
+        let g = self.graph_scope();
+        self.names = outer;
+        g
+    }
+
+    fn graph_scope(&mut self) -> Result<Graph, IrError> {
         self.keyword("graph")?;
         let name = self.string()?;
         let mut g = Graph::new(&name);
@@ -672,6 +694,11 @@ impl Parser {
                     self.punct(',')?;
                 }
             }
+            let body = if mnemonic == "fused" {
+                Some(self.graph_body()?)
+            } else {
+                None
+            };
             let attrs = self.attrs()?;
             let node_name = if matches!(self.peek(), Tok::Ident(s) if s == "name") {
                 self.next();
@@ -679,7 +706,11 @@ impl Parser {
             } else {
                 outs[0].0.clone()
             };
-            let op = match Op::parse(&mnemonic, &attrs) {
+            let parsed = match body {
+                Some(b) => Ok(Op::Fused(Fused { body: Arc::new(b) })),
+                None => Op::parse(&mnemonic, &attrs),
+            };
+            let op = match parsed {
                 Ok(op) => op,
                 Err(m) => return self.err(format!("{mnemonic}: {m}")),
             };
@@ -715,9 +746,6 @@ impl Parser {
                 }
                 self.punct(',')?;
             }
-        }
-        if *self.peek() != Tok::Eof {
-            return self.err("unexpected text after the graph");
         }
         Ok(g)
     }

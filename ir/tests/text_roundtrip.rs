@@ -145,7 +145,31 @@ fn random_op(r: &mut Rng, rank: usize) -> (String, Attrs, usize) {
             1,
         ),
         "add" | "sub" | "mul" | "div" | "pow" | "max" | "min" | "eq" | "lt" | "gt" | "le"
-        | "ge" | "and" | "or" | "matmul" => (a, 2),
+        | "ge" | "and" | "or" => (a, 2),
+        "matmul" => {
+            let a = if r.chance(30) {
+                a.with("trans_a", Attr::Int(1))
+            } else {
+                a
+            };
+            let a = if r.chance(30) {
+                a.with("trans_b", Attr::Int(1))
+            } else {
+                a
+            };
+            (a, 2)
+        }
+        "gelu" if r.chance(50) => (a.with("approximate", Attr::Str("tanh".into())), 1),
+        "rms_norm" => (
+            a.with("axis", axis(r, rank))
+                .with("epsilon", Attr::Float(1e-6)),
+            2,
+        ),
+        "attention" => (
+            a.with("scale", Attr::Float(r.float()))
+                .with("causal", Attr::Int(r.below(2) as i64)),
+            3,
+        ),
         "where" => (a, 3),
         "cast" => (a.with("to", Attr::Type(*r.pick(&DTYPES))), 1),
         "conv" => (
@@ -384,12 +408,13 @@ fn generator_covers_ops_names_and_shardings() {
         .into_iter()
         .filter(|m| !mnemonics.contains(m))
         .collect();
-    // These two need several operands of matching channel shapes, which random
-    // picks rarely give; `op_attributes_round_trip` covers their attributes.
+    // These need several operands of matching shapes, which random picks rarely
+    // give; `op_attributes_round_trip` covers their attributes and
+    // `fused_bodies_round_trip` the fused op.
     assert!(
         missing
             .iter()
-            .all(|m| ["conv_transpose", "batch_norm"].contains(m)),
+            .all(|m| ["conv_transpose", "batch_norm", "attention", "fused"].contains(m)),
         "ops never generated: {missing:?} (generated {mnemonics:?})"
     );
     assert!(quoted > 100 && sharded > 50 && dense > 20 && literal > 100);
@@ -470,4 +495,52 @@ fn elided_display_form_is_smaller_and_named() {
     assert!(text.contains("elided<256 bytes>"), "{text}");
     assert!(parse_err(&text).contains("elided"));
     assert_round_trip(&g);
+}
+
+/// A fused op prints its body inline (with names that shadow the outer graph's)
+/// and parses back to the same graph.
+#[test]
+fn fused_bodies_round_trip() {
+    use kiln_ir::op::{Binary, BinaryKind, Fused, Unary, UnaryKind};
+    let ty = TensorType::new(DType::F32, vec![2, 3]).expect("small");
+    let mut body = Graph::new("kernel");
+    let a = body.add_input("x", ty.clone());
+    let b = body.add_input("b", ty.clone());
+    let s = body
+        .add_node(
+            "s",
+            Binary {
+                kind: BinaryKind::Add,
+            }
+            .into(),
+            vec![a, b],
+            &["s"],
+        )
+        .expect("typed")[0];
+    let y = body
+        .add_node(
+            "y",
+            Unary {
+                kind: UnaryKind::Gelu { tanh: true },
+            }
+            .into(),
+            vec![s],
+            &["y"],
+        )
+        .expect("typed")[0];
+    body.outputs = vec![y];
+    let mut g = Graph::new("outer");
+    let x = g.add_input("x", ty.clone());
+    let c = g.add_const("c", Tensor::from_f64(DType::F32, vec![2, 3], &[0.5; 6]));
+    let op = Op::Fused(Fused {
+        body: std::sync::Arc::new(body),
+    });
+    let out = g.add_node("k0", op, vec![x, c], &["y"]).expect("typed")[0];
+    g.outputs = vec![out];
+    let text = assert_round_trip(&g);
+    assert!(
+        text.contains("= fused(%x, %c) graph \"kernel\"(%x: f32[2, 3], %b: f32[2, 3]) {"),
+        "{text}"
+    );
+    assert!(text.contains("gelu(%s) {approximate = \"tanh\"}"), "{text}");
 }

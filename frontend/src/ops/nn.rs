@@ -15,7 +15,7 @@ use kiln_ir::{DType, Tensor};
 
 pub(crate) fn matmul(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportError> {
     let (a, b) = (imp.req(cx, 0)?, imp.req(cx, 1)?);
-    imp.emit1(cx, MatMul, &[a, b])
+    imp.emit1(cx, MatMul::default(), &[a, b])
 }
 
 pub(crate) fn gemm(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportError> {
@@ -29,7 +29,7 @@ pub(crate) fn gemm(imp: &mut Importer, cx: &NodeCx) -> Result<Operand, ImportErr
         }
     }
     let dt = imp.ty(&a).dtype;
-    let mut y = imp.emit1(cx, MatMul, &[a, b])?;
+    let mut y = imp.emit1(cx, MatMul::default(), &[a, b])?;
     let alpha = cx.float("alpha", 1.0)?;
     let beta = cx.float("beta", 1.0)?;
     let mul = BinaryKind::Mul;

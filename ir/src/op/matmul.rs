@@ -1,13 +1,36 @@
 //! `matmul`: numpy-style matrix product with batch broadcasting; rank-1 operands
 //! are promoted to matrices and the promoted dim is dropped from the result.
+//! `trans_a` / `trans_b` read an operand (of rank >= 2) with its last two dims
+//! swapped, so a transpose feeding a matmul costs no copy.
 
 use super::{arity, out, same_dtype, OpDef};
 use crate::shape::{broadcast, broadcast_map};
-use crate::{Attrs, Elems, Tensor, TensorType};
+use crate::{Attr, Attrs, Elems, Tensor, TensorType};
 
 /// Matrix product (accumulates in f64 / i64).
-#[derive(Clone, Debug, PartialEq)]
-pub struct MatMul;
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MatMul {
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+/// A shape with its last two dims swapped when `t` (rank >= 2 checked by callers).
+fn swap_last(s: &[usize], t: bool) -> Vec<usize> {
+    let mut v = s.to_vec();
+    if t {
+        let r = v.len();
+        v.swap(r - 2, r - 1);
+    }
+    v
+}
+
+/// The tensor with its last two dims swapped.
+fn transposed(t: &Tensor) -> Result<Tensor, String> {
+    let r = t.shape().len();
+    let mut perm: Vec<usize> = (0..r).collect();
+    perm.swap(r - 2, r - 1);
+    Ok(super::Transpose { perm }.eval(&[t])?.remove(0))
+}
 
 struct Dims {
     batch: Vec<usize>,
@@ -66,8 +89,24 @@ fn dims(a: &[usize], b: &[usize]) -> Result<Dims, String> {
 impl MatMul {
     pub(crate) const MNEMONICS: &'static [&'static str] = &["matmul"];
 
-    pub(crate) fn parse(_: &str, _: &Attrs) -> Result<Self, String> {
-        Ok(MatMul)
+    pub(crate) fn parse(_: &str, a: &Attrs) -> Result<Self, String> {
+        let flag = |n: &str| if a.has(n) { a.flag(n) } else { Ok(false) };
+        Ok(MatMul {
+            trans_a: flag("trans_a")?,
+            trans_b: flag("trans_b")?,
+        })
+    }
+
+    /// The operand shapes as the product sees them (after the flags).
+    fn logical(&self, a: &[usize], b: &[usize]) -> Result<(Vec<usize>, Vec<usize>), String> {
+        for (t, s, n) in [(self.trans_a, a, "a"), (self.trans_b, b, "b")] {
+            if t && s.len() < 2 {
+                return Err(format!(
+                    "trans_{n} needs an operand of rank >= 2, got {s:?}"
+                ));
+            }
+        }
+        Ok((swap_last(a, self.trans_a), swap_last(b, self.trans_b)))
     }
 }
 
@@ -77,7 +116,13 @@ impl OpDef for MatMul {
     }
 
     fn attrs(&self) -> Attrs {
-        Attrs::default()
+        let mut a = Attrs::default();
+        for (t, n) in [(self.trans_a, "trans_a"), (self.trans_b, "trans_b")] {
+            if t {
+                a = a.with(n, Attr::Int(1));
+            }
+        }
+        a
     }
 
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
@@ -87,12 +132,17 @@ impl OpDef for MatMul {
         if !a.dtype.is_numeric() {
             return Err(format!("matmul needs numeric operands, got {a}"));
         }
-        let d = dims(&a.shape, &b.shape)?;
+        let (sa, sb) = self.logical(&a.shape, &b.shape)?;
+        let d = dims(&sa, &sb)?;
         Ok(vec![out(a.dtype, d.out)?])
     }
 
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
-        let (a, b) = (inputs[0], inputs[1]);
+        self.logical(inputs[0].shape(), inputs[1].shape())?;
+        let ta = self.trans_a.then(|| transposed(inputs[0])).transpose()?;
+        let tb = self.trans_b.then(|| transposed(inputs[1])).transpose()?;
+        let a = ta.as_ref().unwrap_or(inputs[0]);
+        let b = tb.as_ref().unwrap_or(inputs[1]);
         let d = dims(a.shape(), b.shape())?;
         // Batch index maps: which matrix of a and of b each output matrix reads.
         let am = broadcast_map(&d.a_batch, &d.batch);
@@ -138,7 +188,10 @@ impl OpDef for MatMul {
     }
 
     fn flops(&self, inputs: &[&TensorType], _: &[TensorType]) -> u64 {
-        match dims(&inputs[0].shape, &inputs[1].shape) {
+        let Ok((sa, sb)) = self.logical(&inputs[0].shape, &inputs[1].shape) else {
+            return 0;
+        };
+        match dims(&sa, &sb) {
             Ok(d) => 2 * (d.batch.iter().product::<usize>() * d.m * d.n * d.k) as u64,
             Err(_) => 0,
         }

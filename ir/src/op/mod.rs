@@ -2,9 +2,11 @@
 //! attributes, verifier and type inference (`infer`), reference semantics (`eval`)
 //! and cost (`flops`). Later issues add each op's sharding rule in the same place.
 
+mod attention;
 mod binary;
 mod cast;
 mod conv;
+mod fused;
 mod gather;
 mod layout;
 mod matmul;
@@ -14,13 +16,15 @@ mod reduce;
 mod resize;
 mod unary;
 
+pub use attention::Attention;
 pub use binary::{Binary, BinaryKind, Where};
 pub use cast::Cast;
 pub use conv::{Conv, ConvTranspose};
+pub use fused::Fused;
 pub use gather::Gather;
 pub use layout::{Concat, Expand, Pad, PadMode, Reshape, Slice, Tile, Transpose};
 pub use matmul::MatMul;
-pub use norm::{BatchNorm, LayerNorm, Softmax};
+pub use norm::{BatchNorm, LayerNorm, RmsNorm, Softmax};
 pub use pool::{Pool, PoolKind};
 pub use reduce::{Reduce, ReduceKind};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
@@ -97,7 +101,9 @@ op_table! {
     Pool(Pool),
     BatchNorm(BatchNorm),
     LayerNorm(LayerNorm),
+    RmsNorm(RmsNorm),
     Softmax(Softmax),
+    Attention(Attention),
     Reduce(Reduce),
     Reshape(Reshape),
     Transpose(Transpose),
@@ -108,6 +114,7 @@ op_table! {
     Pad(Pad),
     Gather(Gather),
     Resize(Resize),
+    Fused(Fused),
 }
 
 impl Op {
@@ -115,6 +122,46 @@ impl Op {
     pub fn mnemonic(&self) -> &'static str {
         self.def().mnemonic()
     }
+}
+
+/// How an op can take part in a fused kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusionClass {
+    /// Each result element depends on the operand elements at the same
+    /// (broadcast) index: unary, binary, where, cast, inference batch norm.
+    Elementwise,
+    /// Each result element is one operand element (or a fill) at a computed
+    /// index: reshape, transpose, slice, expand, concat, pad, tile, gather, resize.
+    Injective,
+    /// Everything else: matmul, conv, pooling, reductions, normalizations,
+    /// attention. A fused kernel has at most one anchor.
+    Anchor,
+}
+
+impl Op {
+    /// The op's fusion class.
+    pub fn fusion_class(&self) -> FusionClass {
+        match self {
+            Op::Unary(_) | Op::Binary(_) | Op::Where(_) | Op::Cast(_) | Op::BatchNorm(_) => {
+                FusionClass::Elementwise
+            }
+            Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Slice(_)
+            | Op::Expand(_)
+            | Op::Concat(_)
+            | Op::Pad(_)
+            | Op::Tile(_)
+            | Op::Gather(_)
+            | Op::Resize(_) => FusionClass::Injective,
+            _ => FusionClass::Anchor,
+        }
+    }
+}
+
+/// True for ops that fuse freely (elementwise or injective).
+pub fn is_injective(op: &Op) -> bool {
+    op.fusion_class() != FusionClass::Anchor
 }
 
 /// Checks the operand count.

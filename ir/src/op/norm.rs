@@ -243,3 +243,75 @@ impl OpDef for Softmax {
         5 * inputs[0].numel() as u64
     }
 }
+
+/// RMS normalization over dims `axis..`: `x / sqrt(mean(x²) + epsilon) * scale`,
+/// with `scale` broadcast to the normalized dims.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RmsNorm {
+    pub axis: usize,
+    pub epsilon: f64,
+}
+
+impl RmsNorm {
+    pub(crate) const MNEMONICS: &'static [&'static str] = &["rms_norm"];
+
+    pub(crate) fn parse(_: &str, a: &Attrs) -> Result<Self, String> {
+        Ok(RmsNorm {
+            axis: a.usize("axis")?,
+            epsilon: a.float("epsilon")?,
+        })
+    }
+}
+
+impl OpDef for RmsNorm {
+    fn mnemonic(&self) -> &'static str {
+        "rms_norm"
+    }
+
+    fn attrs(&self) -> Attrs {
+        Attrs::default()
+            .with("axis", Attr::Int(self.axis as i64))
+            .with("epsilon", Attr::Float(self.epsilon))
+    }
+
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        arity(inputs, 2, 2)?;
+        let (x, scale) = (inputs[0], inputs[1]);
+        want_float(x, "input")?;
+        same_dtype(x, scale, "rms_norm")?;
+        if self.axis >= x.rank() {
+            return Err(format!("axis {} is out of range for {x}", self.axis));
+        }
+        let norm = &x.shape[self.axis..];
+        if crate::shape::broadcast(&scale.shape, norm).as_deref() != Some(norm) {
+            return Err(format!(
+                "scale {scale} does not broadcast to the normalized dims {norm:?}"
+            ));
+        }
+        Ok(vec![out(x.dtype, x.shape.clone())?])
+    }
+
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+        let x = inputs[0];
+        let norm_shape = &x.shape()[self.axis..];
+        let n: usize = norm_shape.iter().product();
+        let sv = inputs[1].to_f64_vec();
+        let scale: Vec<f64> = broadcast_map(inputs[1].shape(), norm_shape)
+            .into_iter()
+            .map(|j| sv[j])
+            .collect();
+        let mut y = x.to_f64_vec();
+        for row in y.chunks_mut(n.max(1)) {
+            let ms = row.iter().map(|v| v * v).sum::<f64>() / n as f64;
+            let inv = 1.0 / (ms + self.epsilon).sqrt();
+            for (v, s) in row.iter_mut().zip(&scale) {
+                *v *= inv * s;
+            }
+        }
+        Ok(vec![Tensor::from_f64(x.dtype(), x.shape().to_vec(), &y)])
+    }
+
+    fn flops(&self, inputs: &[&TensorType], _: &[TensorType]) -> u64 {
+        4 * inputs[0].numel() as u64
+    }
+}

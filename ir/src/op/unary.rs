@@ -30,6 +30,13 @@ pub enum UnaryKind {
     },
     /// `x * max(0, min(1, x / 6 + 1 / 2))`.
     HardSwish,
+    /// `x * sigmoid(x)` (SiLU, Swish).
+    Silu,
+    /// `x * Φ(x)`, exactly (`x/2 * (1 + erf(x/√2))`), or with `tanh` the
+    /// approximation `x/2 * (1 + tanh(√(2/π) * (x + 0.044715 x³)))`.
+    Gelu {
+        tanh: bool,
+    },
 }
 
 /// An elementwise unary op.
@@ -56,6 +63,8 @@ impl Unary {
         "leaky_relu",
         "hard_sigmoid",
         "hard_swish",
+        "silu",
+        "gelu",
     ];
 
     pub(crate) fn parse(m: &str, a: &Attrs) -> Result<Self, String> {
@@ -82,6 +91,10 @@ impl Unary {
                 beta: a.float("beta")?,
             },
             "hard_swish" => HardSwish,
+            "silu" => Silu,
+            "gelu" => Gelu {
+                tanh: a.has("approximate") && a.str("approximate")? == "tanh",
+            },
             _ => return Err(format!("unknown unary op '{m}'")),
         };
         Ok(Unary { kind })
@@ -126,6 +139,12 @@ impl Unary {
             }
             HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
             HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Silu => x * (Unary { kind: Sigmoid }).apply_f(x),
+            Gelu { tanh: false } => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+            Gelu { tanh: true } => {
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+            }
         }
     }
 
@@ -161,6 +180,8 @@ impl OpDef for Unary {
             LeakyRelu { .. } => "leaky_relu",
             HardSigmoid { .. } => "hard_sigmoid",
             HardSwish => "hard_swish",
+            Silu => "silu",
+            Gelu { .. } => "gelu",
         }
     }
 
@@ -170,6 +191,9 @@ impl OpDef for Unary {
             UnaryKind::HardSigmoid { alpha, beta } => Attrs::default()
                 .with("alpha", Attr::Float(alpha))
                 .with("beta", Attr::Float(beta)),
+            UnaryKind::Gelu { tanh: true } => {
+                Attrs::default().with("approximate", Attr::Str("tanh".into()))
+            }
             _ => Attrs::default(),
         }
     }
