@@ -11,6 +11,8 @@ pub enum Error {
     Target(#[from] kiln_backends::TargetError),
     #[error(transparent)]
     Ir(#[from] kiln_ir::IrError),
+    #[error(transparent)]
+    Opt(#[from] kiln_passes::egraph::OptError),
     /// A bad command-line value or input file.
     #[error("{0}")]
     Usage(String),

@@ -68,6 +68,12 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp"
 struct ModelArgs {
     /// The ONNX model file.
     model: PathBuf,
+    /// Optimize the graph (e-graph rewrites, fusion) for the CPU cost model first.
+    #[arg(long)]
+    opt: bool,
+    /// With --opt: show which rules produced the node that computes this value.
+    #[arg(long, value_name = "NODE")]
+    explain: Option<String>,
     /// Bind an input's full shape: NAME=D1xD2x... (repeatable).
     #[arg(long = "shape", value_name = "NAME=D1xD2x..")]
     shapes: Vec<String>,
@@ -140,6 +146,55 @@ fn stats(t: &Tensor) -> String {
     format!("min={min:.6} max={max:.6} mean={mean:.6}")
 }
 
+/// Loads the model, optimizing it when asked; returns the graph before
+/// optimization too.
+fn load(m: &ModelArgs, b: &Bindings) -> Result<(Model, Option<kiln_ir::Graph>), Error> {
+    let mut model = Model::load(&m.model, b)?;
+    if !m.opt && m.explain.is_none() {
+        return Ok((model, None));
+    }
+    let before = model.graph.clone();
+    let opt = model.optimize(&kiln_ir::Target::cpu_default())?;
+    if let Some(name) = &m.explain {
+        explain(&opt, name)?;
+    }
+    Ok((model, Some(before)))
+}
+
+/// Prints how the optimized node computing `name` came about.
+fn explain(opt: &kiln_passes::Optimized, name: &str) -> Result<(), Error> {
+    let g = &opt.graph;
+    let id = g.find(name).ok_or_else(|| {
+        Error::Usage(format!(
+            "--explain: the optimized graph has no value '{name}'; see `kiln print --opt`"
+        ))
+    })?;
+    let mut stack = vec![id];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = stack.pop() {
+        if !seen.insert(v) {
+            continue;
+        }
+        let kiln_ir::ValueDef::Node(n, _) = g.value(v).def else {
+            continue;
+        };
+        let node = g.node(n);
+        let vname = &g.value(v).name;
+        match opt.origin.get(vname) {
+            Some(rule) => {
+                let what = match &node.op {
+                    kiln_ir::Op::Fused(f) => format!("fused kernel ({})", f.kind()),
+                    op => op.mnemonic().to_string(),
+                };
+                println!("%{vname} = {what}: made by rule '{rule}'");
+                stack.extend(&node.inputs);
+            }
+            None => println!("%{vname} = {}: as the model wrote it", node.op.mnemonic()),
+        }
+    }
+    Ok(())
+}
+
 fn run(
     m: &ModelArgs,
     target: &str,
@@ -156,7 +211,7 @@ fn run(
         given.insert(k.to_string(), t);
     }
     b.values = given.clone();
-    let model = Model::load(&m.model, &b)?;
+    let (model, _) = load(m, &b)?;
     let mut feed: HashMap<String, Tensor> = model.random_inputs(seed);
     for (k, t) in given {
         if model.frozen.contains(&k) {
@@ -215,12 +270,46 @@ fn run(
 fn main_inner(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
         Cmd::Inspect { model, json } => {
-            let m = Model::load(&model.model, &bindings(&model)?)?;
-            let s = m.summary();
+            let (m, before) = load(&model, &bindings(&model)?)?;
+            let Some(before) = before else {
+                let s = m.summary();
+                if json {
+                    println!("{}", s.to_json());
+                } else {
+                    print!("{s}");
+                }
+                return Ok(());
+            };
+            let t = kiln_ir::Target::cpu_default();
+            let stats = |g: &kiln_ir::Graph| {
+                let c = kiln_passes::graph_cost(g, &t);
+                let hist: serde_json::Map<String, serde_json::Value> = g
+                    .op_histogram()
+                    .into_iter()
+                    .map(|(k, n)| (k.to_string(), n.into()))
+                    .collect();
+                serde_json::json!({
+                    "ops": c.ops,
+                    "kernels": c.kernels,
+                    "flops": c.flops,
+                    "bytes_moved": c.bytes_moved,
+                    "est_time_ms": c.est_time_ms,
+                    "op_histogram": hist,
+                })
+            };
+            let (b, a) = (stats(&before), stats(&m.graph));
             if json {
-                println!("{}", s.to_json());
+                println!("{}", serde_json::json!({"before": b, "after": a}));
             } else {
-                print!("{s}");
+                println!("{:<14}{:>16}{:>16}", "", "before", "after");
+                for k in ["ops", "kernels", "flops", "bytes_moved", "est_time_ms"] {
+                    let f = |v: &serde_json::Value| match v[k].as_f64() {
+                        Some(x) if k == "est_time_ms" => format!("{x:.3}"),
+                        _ => v[k].to_string(),
+                    };
+                    println!("{k:<14}{:>16}{:>16}", f(&b), f(&a));
+                }
+                println!("kernels after: {}", kernel_list(&m.graph));
             }
             Ok(())
         }
@@ -232,7 +321,7 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
             out_dir,
         } => run(&model, &target, &inputs, seed, out_dir.as_deref()),
         Cmd::Print { model, full } => {
-            let m = Model::load(&model.model, &bindings(&model)?)?;
+            let (m, _) = load(&model, &bindings(&model)?)?;
             let style = if full {
                 ConstStyle::Full
             } else {
@@ -242,6 +331,26 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// Kernels of a graph by kind, e.g. `matmul+2 x3, attention x1`.
+fn kernel_list(g: &kiln_ir::Graph) -> String {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &g.nodes {
+        if kiln_passes::cost::is_view(&n.op) {
+            continue;
+        }
+        let k = match &n.op {
+            kiln_ir::Op::Fused(f) => f.kind(),
+            op => op.mnemonic().to_string(),
+        };
+        *kinds.entry(k).or_default() += 1;
+    }
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{k} x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn main() -> ExitCode {

@@ -55,6 +55,14 @@ impl Model {
         Ok(exe.run(inputs)?)
     }
 
+    /// Optimizes the graph in place for a device's cost model and returns what
+    /// the optimizer did.
+    pub fn optimize(&mut self, device: &kiln_ir::Target) -> Result<kiln_passes::Optimized, Error> {
+        let opt = kiln_passes::optimize(&self.graph, device, &kiln_passes::Options::default())?;
+        self.graph = opt.graph.clone();
+        Ok(opt)
+    }
+
     /// Sizes, op histogram and cost estimates.
     pub fn summary(&self) -> Summary {
         Summary::of(&self.graph, &self.output_names)

@@ -1,7 +1,12 @@
-//! kiln's graph passes over the tensor IR. Each pass takes a verified graph and
-//! returns a verified graph with the same meaning (tested against the reference
+//! kiln's graph passes over the tensor IR: dead-code elimination, the cost model
+//! and the e-graph optimizer. Each pass takes a verified graph and returns a
+//! verified graph with the same meaning (tested against the reference
 //! interpreter).
 
+pub mod cost;
 mod dce;
+pub mod egraph;
 
+pub use cost::{graph_cost, GraphCost};
 pub use dce::dce;
+pub use egraph::{optimize, Optimized, Options};
