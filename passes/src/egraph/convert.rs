@@ -84,8 +84,10 @@ pub fn emit(g: &Graph, l: &Loaded, choice: &Choice) -> Result<(Graph, Vec<Option
     let mut order: Vec<Id> = Vec::new();
     let mut done: HashSet<Id> = HashSet::new();
     let mut stack: Vec<(Id, bool)> = l.roots.iter().rev().map(|&r| (eg.find(r), false)).collect();
+    let mut open: HashSet<Id> = HashSet::new();
     while let Some((c, leaving)) = stack.pop() {
         if leaving {
+            open.remove(&c);
             if done.insert(c) {
                 order.push(c);
             }
@@ -93,6 +95,11 @@ pub fn emit(g: &Graph, l: &Loaded, choice: &Choice) -> Result<(Graph, Vec<Option
         }
         if done.contains(&c) {
             continue;
+        }
+        if !open.insert(c) {
+            return Err(IrError::Verify(format!(
+                "the chosen nodes form a cycle through class {c}"
+            )));
         }
         let &i = choice.get(&c).ok_or_else(|| {
             IrError::Verify(format!("extraction left class {c} without a choice"))
@@ -128,7 +135,7 @@ pub fn emit(g: &Graph, l: &Loaded, choice: &Choice) -> Result<(Graph, Vec<Option
             if val.contains_key(&c) {
                 continue;
             }
-            let name = fresh(value_name.get(&c).copied().unwrap_or("const"), &mut used);
+            let name = fresh(value_name.get(&c).copied().unwrap_or("folded"), &mut used);
             let id = out.add_const(&name, eg.analysis.consts[*t as usize].clone());
             val.insert(c, id);
         }

@@ -15,6 +15,7 @@
 pub mod analysis;
 pub mod convert;
 pub mod extract;
+pub mod instances;
 pub mod lang;
 pub mod rules;
 pub mod term;

@@ -191,7 +191,8 @@ impl Region {
         };
         for (i, (op, srcs)) in self.nodes.iter().enumerate() {
             let args = srcs.iter().map(|&s| val(s, &outs)).collect();
-            outs.push(g.add_node(&format!("t{i}"), op.clone(), args, &[]).ok()?);
+            let name = format!("t{i}");
+            outs.push(g.add_node(&name, op.clone(), args, &[&name]).ok()?);
         }
         g.outputs = vec![val(self.out, &outs)];
         Some((Op::Fused(Fused { body: Arc::new(g) }), self.args.clone()))
