@@ -19,7 +19,7 @@ fn bi(kind: BinaryKind) -> Binary {
 
 /// Runs both sides of every instance of `rule` in fixtures made by `make` for
 /// several seeds; asserts the rule matched at least once per seed.
-fn sound(rule: &str, tol: f64, make: fn(&mut B) -> Vec<kiln_ir::ValueId>) {
+fn sound(rule: &str, tol: f64, make: Make) {
     for seed in 0..5 {
         let mut b = B::new(seed);
         let outs = make(&mut b);
@@ -55,7 +55,11 @@ fn shape3(b: &mut B) -> Vec<usize> {
     vec![b.rng.dim(), b.rng.dim(), b.rng.dim()]
 }
 
-const FIXTURES: &[(&str, f64, fn(&mut B) -> Vec<kiln_ir::ValueId>)] = &[
+/// Builds a fixture's graph and returns its outputs.
+type Make = fn(&mut B) -> Vec<kiln_ir::ValueId>;
+
+/// Each rule with its tolerance and fixture.
+const FIXTURES: &[(&str, f64, Make)] = &[
     ("mul-one", 0.0, |b| {
         let s = shape3(b);
         let x = b.input(&s);
