@@ -1,6 +1,7 @@
 //! ONNX backend node-test conformance: every case whose ops kiln supports runs
 //! through the importer and the reference interpreter and is compared with onnx's
-//! expected outputs (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance`
+//! expected outputs, and its optimized graph (the e-graph optimizer for the CPU
+//! cost model) must agree with the imported one (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance`
 //! says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
 //! case in `tests/conformance/passing.txt` stops passing, or when fewer than 95%
 //! of the single-node cases of the foundation op list pass.
@@ -171,6 +172,17 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
         for (i, (name, got)) in imported.output_names.iter().zip(&outs).enumerate() {
             let want = read_pb(&set.join(format!("output_{i}.pb")))?;
             compare(name, got, &want)?;
+        }
+        // The optimized graph must compute what the imported one does.
+        let opt = kiln_passes::optimize(
+            &imported.graph,
+            &kiln_ir::Target::cpu_default(),
+            &kiln_passes::Options::default(),
+        )
+        .map_err(|e| format!("optimize: {e}"))?;
+        let opt_outs = interp::run(&opt.graph, &inputs).map_err(|e| format!("optimized: {e}"))?;
+        for ((name, got), want) in imported.output_names.iter().zip(&opt_outs).zip(&outs) {
+            compare(name, got, want).map_err(|m| format!("optimized: {m}"))?;
         }
     }
     Ok(())

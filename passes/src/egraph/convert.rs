@@ -113,6 +113,7 @@ pub fn emit(g: &Graph, l: &Loaded, choice: &Choice) -> Result<(Graph, Vec<Option
     let mut val: HashMap<Id, ValueId> = HashMap::new();
     let mut used: HashSet<String> = reserved.clone();
     let mut classes: Vec<Option<Id>> = Vec::new();
+    let mut multi: HashMap<(OpKey, Vec<ValueId>), Vec<ValueId>> = HashMap::new();
     let mut counter = 0usize;
     let mut fresh = |base: &str, used: &mut HashSet<String>| -> String {
         let mut name = base.to_string();
@@ -151,9 +152,29 @@ pub fn emit(g: &Graph, l: &Loaded, choice: &Choice) -> Result<(Graph, Vec<Option
             .get(&c)
             .map(|s| s.to_string())
             .unwrap_or_else(|| name.clone());
-        let results = out.add_node(&nname, (*k.op).clone(), ins, &[&name])?;
+        // A multi-result op is emitted once for all the results chosen of it.
+        let shared = (OpKey::new((*k.op).clone(), 0), ins.clone());
+        if let Some(vs) = multi.get(&shared) {
+            val.insert(c, vs[k.out]);
+            continue;
+        }
+        let n_results = out.infer(&nname, &k.op, &ins)?.len();
+        let names: Vec<String> = (0..n_results)
+            .map(|i| {
+                if i == k.out {
+                    name.clone()
+                } else {
+                    fresh(&format!("{name}:{i}"), &mut used)
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let results = out.add_node(&nname, (*k.op).clone(), ins, &refs)?;
         classes.push(Some(c));
         val.insert(c, results[k.out]);
+        if n_results > 1 {
+            multi.insert(shared, results);
+        }
     }
     for (&o, &r) in g.outputs.iter().zip(&l.roots) {
         let want = &g.value(o).name;
