@@ -233,16 +233,34 @@ pub fn grow(
     for s in seeds {
         let Some(r) = Region::of(eg, s) else { continue };
         for j in 0..r.args.len() {
-            let Some(pn) = rep(r.args[j]) else { continue };
-            let Some(p) = Region::of(eg, &pn) else {
-                continue;
-            };
-            let merged = r.inline(j, &p);
-            if !merged.legal(lim) {
+            if eg[r.args[j]].data.konst.is_some() {
+                // Known values stay operands (weights are folded, not recomputed).
                 continue;
             }
-            if let Some((op, args)) = merged.to_fused(eg) {
-                v.push((c, Term::Node(op, 0, args.into_iter().map(class).collect())));
+            // The representative, and data movement (such as the slices of a
+            // merged matmul) which costs little to inline wherever it is used.
+            let mut producers: Vec<ENode> = rep(r.args[j]).into_iter().collect();
+            for n in &eg[r.args[j]].nodes {
+                if let ENode::Op(k, _) = n {
+                    if k.out == 0
+                        && k.op.fusion_class() == FusionClass::Injective
+                        && !producers.contains(n)
+                    {
+                        producers.push(n.clone());
+                    }
+                }
+            }
+            for pn in producers {
+                let Some(p) = Region::of(eg, &pn) else {
+                    continue;
+                };
+                let merged = r.inline(j, &p);
+                if !merged.legal(lim) {
+                    continue;
+                }
+                if let Some((op, args)) = merged.to_fused(eg) {
+                    v.push((c, Term::Node(op, 0, args.into_iter().map(class).collect())));
+                }
             }
         }
     }
