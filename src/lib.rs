@@ -9,6 +9,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+pub mod calibrate;
 mod error;
 mod model;
 pub mod npy;

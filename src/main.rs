@@ -53,6 +53,17 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp"
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Measure this CPU's peak FLOP/s and memory bandwidth for the cost model.
+    #[command(
+        after_help = "The figures are stored as JSON in $KILN_CPU_TARGET, else\n\
+$XDG_CONFIG_HOME/kiln/cpu.json, else ~/.config/kiln/cpu.json (or --out FILE),\n\
+where `kiln ... --opt` finds them.\n\nExample:\n  kiln calibrate"
+    )]
+    Calibrate {
+        /// Write the figures here instead.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Print the model as kiln tensor IR text.
     #[command(after_help = "Example:\n  kiln print models/gpt2_block.onnx | less")]
     Print {
@@ -154,7 +165,7 @@ fn load(m: &ModelArgs, b: &Bindings) -> Result<(Model, Option<kiln_ir::Graph>), 
         return Ok((model, None));
     }
     let before = model.graph.clone();
-    let opt = model.optimize(&kiln_ir::Target::cpu_default())?;
+    let opt = model.optimize(&kiln::calibrate::cpu_target()?)?;
     if let Some(name) = &m.explain {
         explain(&opt, name)?;
     }
@@ -280,7 +291,7 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
                 }
                 return Ok(());
             };
-            let t = kiln_ir::Target::cpu_default();
+            let t = kiln::calibrate::cpu_target()?;
             let stats = |g: &kiln_ir::Graph| {
                 let c = kiln_passes::graph_cost(g, &t);
                 let hist: serde_json::Map<String, serde_json::Value> = g
@@ -320,6 +331,17 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
             seed,
             out_dir,
         } => run(&model, &target, &inputs, seed, out_dir.as_deref()),
+        Cmd::Calibrate { out } => {
+            let (t, path) = kiln::calibrate::calibrate(out)?;
+            println!(
+                "peak f32: {:.1} GFLOP/s on {} cores; memory bandwidth: {:.1} GB/s; stored in {}",
+                t.peak_f32 / 1e9,
+                t.cores,
+                t.bandwidth / 1e9,
+                path.display()
+            );
+            Ok(())
+        }
         Cmd::Print { model, full } => {
             let (m, _) = load(&model, &bindings(&model)?)?;
             let style = if full {

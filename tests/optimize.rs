@@ -170,3 +170,40 @@ fn explain_names_the_rules() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("made by rule 'fuse'"), "{text}");
 }
+
+#[test]
+fn calibration_is_stored_and_used() {
+    let dir = std::env::temp_dir().join(format!("kiln-calibrate-{}", std::process::id()));
+    let file = dir.join("cpu.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["calibrate", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(v["peak_f32"].as_f64().unwrap() > 1e8 && v["bandwidth"].as_f64().unwrap() > 1e8);
+    let inspect = |path: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_CPU_TARGET", path)
+            .args(["inspect", "--opt"])
+            .arg(model_path("resnet_block"))
+            .output()
+            .unwrap()
+    };
+    assert!(inspect(&file).status.success());
+    std::fs::write(&file, "{\"peak_f32\": -1}").unwrap();
+    let bad = inspect(&file);
+    assert!(!bad.status.success());
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        msg.contains("cpu.json") && msg.contains("peak_f32"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
