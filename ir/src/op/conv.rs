@@ -90,9 +90,13 @@ impl Conv {
         let nsp = x.len() - 2;
         (0..nsp)
             .map(|i| {
-                let eff = (w[2 + i] - 1) * self.dilations[i] + 1;
-                let padded = x[2 + i] + self.pads[i] + self.pads[nsp + i];
-                if eff > padded || w[2 + i] == 0 {
+                let (eff, padded) = super::window(
+                    w[2 + i],
+                    self.dilations[i],
+                    x[2 + i],
+                    (self.pads[i], self.pads[nsp + i]),
+                )?;
+                if eff > padded {
                     return Err(format!(
                         "kernel extent {eff} exceeds padded input {padded} in spatial dim {i}"
                     ));
@@ -231,12 +235,16 @@ impl ConvTranspose {
         let nsp = x.len() - 2;
         (0..nsp)
             .map(|i| {
-                let full = self.strides[i] * (x[2 + i].max(1) - 1)
-                    + self.output_padding[i]
-                    + (w[2 + i].max(1) - 1) * self.dilations[i]
+                if x[2 + i] == 0 || w[2 + i] == 0 {
+                    return Err(format!("spatial dim {i} of the input or kernel is 0"));
+                }
+                let wide = |v: usize| v as i128;
+                let full = wide(self.strides[i]) * wide(x[2 + i] - 1)
+                    + wide(self.output_padding[i])
+                    + wide(w[2 + i] - 1) * wide(self.dilations[i])
                     + 1;
-                let n = full as i64 - self.pads[i] - self.pads[nsp + i];
-                if n <= 0 {
+                let n = full - self.pads[i] as i128 - self.pads[nsp + i] as i128;
+                if n <= 0 || n > usize::MAX as i128 {
                     return Err(format!(
                         "pads {:?} remove the whole output ({full}) in spatial dim {i}",
                         self.pads

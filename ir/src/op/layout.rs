@@ -463,7 +463,10 @@ impl Pad {
         }
         (0..r)
             .map(|d| {
-                let n = s[d] as i64 + self.pads[d] + self.pads[r + d];
+                let n = s[d] as i128 + self.pads[d] as i128 + self.pads[r + d] as i128;
+                if n > usize::MAX as i128 {
+                    return Err(format!("pads {:?} overflow dim {d}", self.pads));
+                }
                 if n < 0 {
                     return Err(format!("pads crop dim {d} (size {}) below zero", s[d]));
                 }

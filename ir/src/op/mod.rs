@@ -164,11 +164,34 @@ pub fn is_injective(op: &Op) -> bool {
     op.fusion_class() != FusionClass::Anchor
 }
 
+/// The extent of a window of `k` taps `d` apart, and `size + pad_begin + pad_end`,
+/// refusing empty windows and sizes that overflow.
+pub(crate) fn window(
+    k: usize,
+    d: usize,
+    size: usize,
+    pads: (usize, usize),
+) -> Result<(usize, usize), String> {
+    if k == 0 {
+        return Err("a window (kernel) dim is 0".into());
+    }
+    let eff = (k - 1).checked_mul(d).and_then(|e| e.checked_add(1));
+    let padded = size.checked_add(pads.0).and_then(|p| p.checked_add(pads.1));
+    match (eff, padded) {
+        (Some(e), Some(p)) => Ok((e, p)),
+        _ => Err(format!(
+            "window {k} with dilation {d} over size {size} with pads {pads:?} overflows"
+        )),
+    }
+}
+
 /// Checks the operand count.
 pub(crate) fn arity(inputs: &[&TensorType], min: usize, max: usize) -> Result<(), String> {
     if inputs.len() < min || inputs.len() > max {
         let want = if min == max {
             format!("{min}")
+        } else if max == usize::MAX {
+            format!("at least {min}")
         } else {
             format!("{min} to {max}")
         };

@@ -51,8 +51,12 @@ impl Pool {
         let nsp = x.len() - 2;
         (0..nsp)
             .map(|i| {
-                let eff = (self.kernel[i] - 1) * self.dilations[i] + 1;
-                let padded = x[2 + i] + self.pads[i] + self.pads[nsp + i];
+                let (eff, padded) = super::window(
+                    self.kernel[i],
+                    self.dilations[i],
+                    x[2 + i],
+                    (self.pads[i], self.pads[nsp + i]),
+                )?;
                 if eff > padded {
                     return Err(format!(
                         "window extent {eff} exceeds padded input {padded} in spatial dim {i}"
