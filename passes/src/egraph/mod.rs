@@ -106,6 +106,9 @@ const ALGEBRA: &[&[Rule]] = &[rules::algebra::RULES];
 const RECOGNIZE: &[&[Rule]] = &[rules::algebra::RULES, rules::recognize::RULES];
 const MERGE: &[&[Rule]] = &[rules::merge::RULES];
 
+/// A rule's find: the rule, the class, and the term equal to it.
+type Found = (&'static str, Id, Term);
+
 struct Run<'a> {
     eg: EG,
     opts: &'a Options,
@@ -123,7 +126,7 @@ impl Run<'_> {
     }
 
     /// Adds the found terms; true when the e-graph changed.
-    fn apply(&mut self, found: Vec<(&'static str, Id, Term)>) -> Result<bool, OptError> {
+    fn apply(&mut self, found: Vec<Found>) -> Result<bool, OptError> {
         let before = self.eg.total_size();
         let mut changed = false;
         for (rule, c, t) in found {
@@ -162,37 +165,20 @@ impl Run<'_> {
         });
     }
 
-    fn saturate(
+    /// Runs `step` (which finds what to add) and applies its finds until nothing
+    /// changes or a limit is reached.
+    fn phase(
         &mut self,
         name: &'static str,
-        sets: &[&[Rule]],
         iters: usize,
+        mut step: impl FnMut(&Self, usize) -> Vec<Found>,
     ) -> Result<(), OptError> {
         let t0 = Instant::now();
-        let mut banned: HashMap<&'static str, usize> = HashMap::new();
         let mut stop = "iteration limit";
         let mut it = 0;
         while it < iters {
             it += 1;
-            let mut found = Vec::new();
-            for rule in sets.iter().flat_map(|s| s.iter()) {
-                if banned.get(rule.name).is_some_and(|&until| it <= until) {
-                    continue;
-                }
-                let mut mine = Vec::new();
-                for c in self.classes() {
-                    mine.extend(
-                        (rule.search)(&self.eg, c)
-                            .into_iter()
-                            .map(|(id, t)| (rule.name, id, t)),
-                    );
-                }
-                if mine.len() > self.opts.match_limit {
-                    banned.insert(rule.name, it + 2);
-                    continue;
-                }
-                found.extend(mine);
-            }
+            let found = step(self, it);
             if !self.apply(found)? {
                 stop = "saturated";
                 break;
@@ -206,13 +192,40 @@ impl Run<'_> {
         Ok(())
     }
 
+    fn saturate(
+        &mut self,
+        name: &'static str,
+        sets: &[&[Rule]],
+        iters: usize,
+    ) -> Result<(), OptError> {
+        let mut banned: HashMap<&'static str, usize> = HashMap::new();
+        self.phase(name, iters, |run, it| {
+            let mut found = Vec::new();
+            for rule in sets.iter().flat_map(|s| s.iter()) {
+                if banned.get(rule.name).is_some_and(|&until| it <= until) {
+                    continue;
+                }
+                let mut mine = Vec::new();
+                for c in run.classes() {
+                    mine.extend(
+                        (rule.search)(&run.eg, c)
+                            .into_iter()
+                            .map(|(id, t)| (rule.name, id, t)),
+                    );
+                }
+                if mine.len() > run.opts.match_limit {
+                    banned.insert(rule.name, it + 2);
+                    continue;
+                }
+                found.extend(mine);
+            }
+            found
+        })
+    }
+
     fn fuse(&mut self, target: &Target) -> Result<(), OptError> {
-        let t0 = Instant::now();
-        let mut stop = "iteration limit";
-        let mut it = 0;
-        while it < self.opts.fusion_iters {
-            it += 1;
-            let eg = &self.eg;
+        self.phase("fusion", self.opts.fusion_iters, |run, _| {
+            let eg = &run.eg;
             let plain = |c: Id, i: usize| match &eg[c].nodes[i] {
                 ENode::Op(k, _) if matches!(&*k.op, Op::Fused(_)) => f64::INFINITY,
                 _ => node_cost(eg, target, c, i),
@@ -224,21 +237,12 @@ impl Run<'_> {
                 matches!(n, ENode::Op(..)).then(|| n.clone())
             };
             let mut found = Vec::new();
-            for c in self.classes() {
-                let grown = rules::fusion::grow(&self.eg, c, &rep, self.opts.fusion);
+            for c in run.classes() {
+                let grown = rules::fusion::grow(eg, c, &rep, run.opts.fusion);
                 found.extend(grown.into_iter().map(|(id, t)| ("fuse", id, t)));
             }
-            if !self.apply(found)? {
-                stop = "saturated";
-                break;
-            }
-            if let Some(r) = self.stop_reason() {
-                stop = r;
-                break;
-            }
-        }
-        self.report("fusion", it, stop, t0);
-        Ok(())
+            found
+        })
     }
 }
 
