@@ -23,6 +23,9 @@ pub enum IrError {
         col: usize,
         msg: String,
     },
+    /// A kernel of the kernel IR is malformed.
+    #[error("kernel '{kernel}': {msg}")]
+    Kernel { kernel: String, msg: String },
     /// Evaluation failed (bad inputs, or an op fault at run time).
     #[error("{0}")]
     Eval(String),

@@ -8,6 +8,7 @@ mod dtype;
 mod error;
 mod graph;
 pub mod interp;
+pub mod kernel;
 pub mod op;
 pub mod shape;
 mod sharding;

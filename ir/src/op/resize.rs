@@ -90,7 +90,7 @@ pub struct Resize {
 }
 
 /// One output position's taps along an axis; `None` is "outside: extrapolate".
-type Taps = Option<Vec<(usize, f64)>>;
+pub type Taps = Option<Vec<(usize, f64)>>;
 
 impl Resize {
     pub(crate) const MNEMONICS: &'static [&'static str] = &["resize"];
@@ -151,7 +151,9 @@ impl Resize {
         }
     }
 
-    fn taps(&self, d: usize, x: usize, n: usize) -> Taps {
+    /// The input positions and weights output position `x` of axis `d` reads
+    /// from an axis of `n` elements; `None` where it falls outside.
+    pub fn taps(&self, d: usize, x: usize, n: usize) -> Taps {
         let c = self.source_coord(d, x, n);
         let last = n as i64 - 1;
         if self.coord == CoordMode::TfCropAndResize && (c < 0.0 || c > last as f64) {

@@ -1,0 +1,239 @@
+//! The kernel IR, one level below the tensor IR: a kernel is a loop nest (or a
+//! tiled matrix product) over buffers, with explicit index expressions, scalar
+//! locals for reductions, and a [`Schedule`] kept apart from the computation.
+//!
+//! ```text
+//! kernel "row_sum"(%x: in f32[4, 8], %y: out f32[4]) {
+//!   for i in 0..4 {
+//!     let $s: f32 = f32:0
+//!     for j in 0..8 {
+//!       $s = (add $s %x[i, j])
+//!     }
+//!     %y[i] = $s
+//!   }
+//! }
+//! schedule {
+//!   parallel
+//! }
+//! ```
+//! The first loop of a parallel kernel (or the tile space of its matrix product)
+//! is split into tasks that run on the thread pool; `Kernel::tasks` counts them.
+
+mod eval;
+mod expr;
+mod parse;
+mod print;
+mod verify;
+
+pub use eval::round_to;
+pub use expr::{BinOp, BufId, Expr, UnOp};
+
+use crate::DType;
+
+/// How a kernel uses a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Read: a graph value (input, constant or another kernel's result).
+    In,
+    /// Written: the kernel's result.
+    Out,
+    /// Per-thread scratch, undefined on entry (packed panels, local rows).
+    Scratch,
+}
+
+impl Role {
+    /// The role's text name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::In => "in",
+            Role::Out => "out",
+            Role::Scratch => "scratch",
+        }
+    }
+}
+
+/// A buffer a kernel reads or writes: row-major, dense.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buf {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub role: Role,
+}
+
+impl Buf {
+    /// Elements in the buffer.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes in the buffer.
+    pub fn bytes(&self) -> usize {
+        self.numel() * self.dtype.size()
+    }
+}
+
+/// One operand of a matrix product.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    /// Element `(m, k)` of A or `(k, n)` of B, read and packed at run time.
+    Expr(Expr),
+    /// Packed at compile time: A as `[ceil(M/mr), K, mr]`, B as
+    /// `[ceil(N/nr), K, nr]`, zero-padded. The same for every batch index.
+    Packed(BufId),
+}
+
+/// `out[index] = value` for every `(batch.., m, n)`, where the local `acc` holds
+/// `sum_k a(batch.., m, k) * b(batch.., k, n)` accumulated in f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub batch: Vec<(String, usize)>,
+    pub m: (String, usize),
+    pub n: (String, usize),
+    pub k: (String, usize),
+    pub a: Operand,
+    pub b: Operand,
+    pub acc: String,
+    pub out: BufId,
+    pub index: Vec<Expr>,
+    pub value: Expr,
+}
+
+/// A statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `for var in 0..extent { body }`; the extent may use enclosing loop vars.
+    For {
+        var: String,
+        extent: Expr,
+        body: Vec<Stmt>,
+    },
+    /// Declares a scalar local, visible to the rest of the enclosing block.
+    Let {
+        name: String,
+        dtype: DType,
+        init: Expr,
+    },
+    /// Assigns a local.
+    Set { name: String, value: Expr },
+    /// Writes one buffer element.
+    Store {
+        buf: BufId,
+        index: Vec<Expr>,
+        value: Expr,
+    },
+    /// A tiled matrix product with its epilogue.
+    Gemm(Box<Gemm>),
+}
+
+/// Register and cache blocking of a matrix product (BLIS style): an `mr x nr`
+/// micro-tile in registers, A packed in `mc x kc` blocks, B in `kc x nc` panels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmSchedule {
+    pub mr: usize,
+    pub nr: usize,
+    pub mc: usize,
+    pub kc: usize,
+    pub nc: usize,
+}
+
+/// How a kernel runs, apart from what it computes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Schedule {
+    /// Split the first loop (or the matrix product's tiles) across threads.
+    pub parallel: bool,
+    /// Loops to vectorize, with the vector width in elements.
+    pub vectorize: Vec<(String, u32)>,
+    /// Loops to unroll, with the factor.
+    pub unroll: Vec<(String, u32)>,
+    /// Blocking of the kernel's matrix product.
+    pub gemm: Option<GemmSchedule>,
+}
+
+/// A kernel: buffers, a body, and its schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    pub name: String,
+    pub bufs: Vec<Buf>,
+    pub body: Vec<Stmt>,
+    pub schedule: Schedule,
+}
+
+impl Kernel {
+    /// The buffer behind an id.
+    pub fn buf(&self, id: BufId) -> &Buf {
+        &self.bufs[id.0 as usize]
+    }
+
+    /// The buffers with a role, in order.
+    pub fn bufs_with(&self, role: Role) -> Vec<BufId> {
+        (0..self.bufs.len() as u32)
+            .map(BufId)
+            .filter(|b| self.buf(*b).role == role)
+            .collect()
+    }
+
+    /// Number of tasks the kernel splits into: the extent of its first loop, or
+    /// of its matrix product's tile space, when parallel; else 1.
+    pub fn tasks(&self) -> usize {
+        if !self.schedule.parallel {
+            return 1;
+        }
+        match self.body.first() {
+            Some(Stmt::For {
+                extent: Expr::Int(n),
+                ..
+            }) => (*n).max(0) as usize,
+            Some(Stmt::Gemm(g)) => match self.schedule.gemm {
+                Some(s) => g.tiles(&s).iter().product(),
+                None => 1,
+            },
+            _ => 1,
+        }
+    }
+
+    /// Bytes of per-thread scratch the kernel needs (its scratch buffers laid end
+    /// to end, each 64-byte aligned, plus the matrix product's packing buffers).
+    pub fn scratch_bytes(&self) -> usize {
+        let mut total = 0;
+        for b in &self.bufs {
+            if b.role == Role::Scratch {
+                total += b.bytes().div_ceil(64) * 64;
+            }
+        }
+        if let (Some(Stmt::Gemm(g)), Some(s)) = (self.body.first(), self.schedule.gemm) {
+            total += g.scratch_bytes(&s);
+        }
+        total
+    }
+}
+
+impl Gemm {
+    /// Tiles per dim of the task space: each batch extent, then M blocks of
+    /// `mc` and N blocks of `nc`.
+    pub fn tiles(&self, s: &GemmSchedule) -> Vec<usize> {
+        let mut t: Vec<usize> = self.batch.iter().map(|b| b.1).collect();
+        t.push(self.m.1.div_ceil(s.mc));
+        t.push(self.n.1.div_ceil(s.nc));
+        t
+    }
+
+    /// Per-thread packing and accumulation bytes: a packed A block
+    /// (`mc x kc`), a packed B panel (`kc x nc`) where B packs at run time, and
+    /// an `mc x nc` partial-sum block where K spans more than one `kc` block.
+    pub fn scratch_bytes(&self, s: &GemmSchedule) -> usize {
+        let mc = s.mc.div_ceil(s.mr) * s.mr;
+        let nc = s.nc.div_ceil(s.nr) * s.nr;
+        let mut f = 0;
+        if matches!(self.a, Operand::Expr(_)) {
+            f += mc * s.kc;
+        }
+        if matches!(self.b, Operand::Expr(_)) {
+            f += s.kc * nc;
+        }
+        if self.k.1 > s.kc {
+            f += mc * nc;
+        }
+        f * 4 + 3 * 64
+    }
+}

@@ -1,0 +1,150 @@
+//! The kernel IR's text form (printer). `parse.rs` reads it back; the two
+//! round-trip, and snapshot tests pin lowered kernels in this form.
+
+use super::{Expr, Gemm, Kernel, Operand, Schedule, Stmt};
+use std::fmt::{self, Write};
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params: Vec<String> = self
+            .bufs
+            .iter()
+            .map(|b| {
+                let dims: Vec<String> = b.shape.iter().map(|d| d.to_string()).collect();
+                format!(
+                    "%{}: {} {}[{}]",
+                    b.name,
+                    b.role.name(),
+                    b.dtype,
+                    dims.join(", ")
+                )
+            })
+            .collect();
+        writeln!(f, "kernel {:?}({}) {{", self.name, params.join(", "))?;
+        let mut s = String::new();
+        for st in &self.body {
+            stmt(self, st, 1, &mut s);
+        }
+        f.write_str(&s)?;
+        writeln!(f, "}}")?;
+        schedule(&self.schedule, f)
+    }
+}
+
+fn schedule(s: &Schedule, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "schedule {{")?;
+    if s.parallel {
+        writeln!(f, "  parallel")?;
+    }
+    for (v, w) in &s.vectorize {
+        writeln!(f, "  vectorize {v} {w}")?;
+    }
+    for (v, u) in &s.unroll {
+        writeln!(f, "  unroll {v} {u}")?;
+    }
+    if let Some(g) = s.gemm {
+        writeln!(
+            f,
+            "  gemm mr {} nr {} mc {} kc {} nc {}",
+            g.mr, g.nr, g.mc, g.kc, g.nc
+        )?;
+    }
+    writeln!(f, "}}")
+}
+
+fn indent(depth: usize, out: &mut String) {
+    for _ in 0..depth {
+        out.push_str("  ");
+    }
+}
+
+fn stmt(k: &Kernel, s: &Stmt, depth: usize, out: &mut String) {
+    indent(depth, out);
+    match s {
+        Stmt::For { var, extent, body } => {
+            let _ = writeln!(out, "for {var} in 0..{} {{", expr(k, extent));
+            for b in body {
+                stmt(k, b, depth + 1, out);
+            }
+            indent(depth, out);
+            out.push_str("}\n");
+        }
+        Stmt::Let { name, dtype, init } => {
+            let _ = writeln!(out, "let ${name}: {dtype} = {}", expr(k, init));
+        }
+        Stmt::Set { name, value } => {
+            let _ = writeln!(out, "${name} = {}", expr(k, value));
+        }
+        Stmt::Store { buf, index, value } => {
+            let _ = writeln!(
+                out,
+                "%{}[{}] = {}",
+                k.buf(*buf).name,
+                exprs(k, index),
+                expr(k, value)
+            );
+        }
+        Stmt::Gemm(g) => gemm(k, g, depth, out),
+    }
+}
+
+fn gemm(k: &Kernel, g: &Gemm, depth: usize, out: &mut String) {
+    let batch: Vec<String> = g
+        .batch
+        .iter()
+        .map(|(v, n)| format!("{v} in 0..{n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "gemm ${} batch({}) {} in 0..{} {} in 0..{} {} in 0..{} {{",
+        g.acc,
+        batch.join(", "),
+        g.m.0,
+        g.m.1,
+        g.n.0,
+        g.n.1,
+        g.k.0,
+        g.k.1
+    );
+    for (name, op) in [("a", &g.a), ("b", &g.b)] {
+        indent(depth + 1, out);
+        let _ = match op {
+            Operand::Expr(e) => writeln!(out, "{name} = {}", expr(k, e)),
+            Operand::Packed(b) => writeln!(out, "{name} = packed %{}", k.buf(*b).name),
+        };
+    }
+    indent(depth + 1, out);
+    let _ = writeln!(
+        out,
+        "%{}[{}] = {}",
+        k.buf(g.out).name,
+        exprs(k, &g.index),
+        expr(k, &g.value)
+    );
+    indent(depth, out);
+    out.push_str("}\n");
+}
+
+fn exprs(k: &Kernel, es: &[Expr]) -> String {
+    es.iter().map(|e| expr(k, e)).collect::<Vec<_>>().join(", ")
+}
+
+/// An expression in the text form.
+pub(crate) fn expr(k: &Kernel, e: &Expr) -> String {
+    match e {
+        Expr::Var(v) => v.clone(),
+        Expr::Local(v) => format!("${v}"),
+        Expr::Int(i) => i.to_string(),
+        Expr::Lit(d, v) => format!("{d}:{v:?}"),
+        Expr::Load(b, ix) => format!("%{}[{}]", k.buf(*b).name, exprs(k, ix)),
+        Expr::Un(o, a) => format!("({} {})", o.name(), expr(k, a)),
+        Expr::Bin(o, a, b) => format!("({} {} {})", o.name(), expr(k, a), expr(k, b)),
+        Expr::Select(c, a, b) => format!(
+            "(select {} {} {})",
+            expr(k, c),
+            expr(k, a),
+            expr(k, b)
+        ),
+        Expr::Cast(d, a) => format!("(cast {d} {})", expr(k, a)),
+    }
+}

@@ -1,0 +1,242 @@
+//! The kernel verifier: buffers and ranks, scopes of loop variables and locals,
+//! dtypes of every expression, and that the schedule names what exists.
+
+use super::{BinOp, BufId, Expr, Gemm, Kernel, Operand, Role, Stmt, UnOp};
+use crate::{DType, IrError};
+use std::collections::HashMap;
+
+#[derive(Default, Clone)]
+struct Scope {
+    vars: Vec<String>,
+    locals: HashMap<String, DType>,
+}
+
+impl Kernel {
+    /// Checks the kernel; the error names the kernel and what is wrong.
+    pub fn verify(&self) -> Result<(), IrError> {
+        let mut loops = Vec::new();
+        let mut scope = Scope::default();
+        let r = self
+            .block(&self.body, &mut scope, &mut loops)
+            .and_then(|_| self.check_schedule(&loops));
+        r.map_err(|msg| IrError::Kernel {
+            kernel: self.name.clone(),
+            msg,
+        })
+    }
+
+    fn check_schedule(&self, loops: &[String]) -> Result<(), String> {
+        let s = &self.schedule;
+        for (v, n) in s.vectorize.iter().chain(&s.unroll) {
+            if !loops.contains(v) {
+                return Err(format!("schedule names loop '{v}', which does not exist"));
+            }
+            if *n == 0 {
+                return Err(format!("schedule factor for '{v}' is 0"));
+            }
+        }
+        let has_gemm = matches!(self.body.first(), Some(Stmt::Gemm(_)));
+        match (has_gemm, s.gemm) {
+            (true, None) => return Err("a matrix product needs a gemm schedule".into()),
+            (false, Some(_)) => return Err("gemm schedule without a matrix product".into()),
+            (true, Some(g)) => {
+                if [g.mr, g.nr, g.mc, g.kc, g.nc].contains(&0) {
+                    return Err("gemm schedule sizes must be positive".into());
+                }
+            }
+            _ => {}
+        }
+        if s.parallel {
+            let ok = self.body.len() == 1
+                && match &self.body[0] {
+                    Stmt::For { extent, .. } => matches!(extent, Expr::Int(_)),
+                    Stmt::Gemm(_) => true,
+                    _ => false,
+                };
+            if !ok {
+                return Err("a parallel kernel's body must be one loop of constant extent \
+                            or one matrix product"
+                    .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn block(&self, body: &[Stmt], scope: &mut Scope, loops: &mut Vec<String>) -> Result<(), String> {
+        let mut inner = scope.clone();
+        for (i, s) in body.iter().enumerate() {
+            if matches!(s, Stmt::Gemm(_)) && (i > 0 || !inner.vars.is_empty()) {
+                return Err("a matrix product must be the kernel's only statement".into());
+            }
+            self.stmt(s, &mut inner, loops)?;
+        }
+        Ok(())
+    }
+
+    fn stmt(&self, s: &Stmt, scope: &mut Scope, loops: &mut Vec<String>) -> Result<(), String> {
+        match s {
+            Stmt::For { var, extent, body } => {
+                want(self.ty(extent, scope)?, DType::I64, "a loop extent")?;
+                if loops.contains(var) {
+                    return Err(format!("loop variable '{var}' is bound twice"));
+                }
+                loops.push(var.clone());
+                let mut inner = scope.clone();
+                inner.vars.push(var.clone());
+                self.block(body, &mut inner, loops)
+            }
+            Stmt::Let { name, dtype, init } => {
+                want(self.ty(init, scope)?, *dtype, &format!("let ${name}"))?;
+                scope.locals.insert(name.clone(), *dtype);
+                Ok(())
+            }
+            Stmt::Set { name, value } => {
+                let Some(d) = scope.locals.get(name).copied() else {
+                    return Err(format!("assignment to undeclared local '${name}'"));
+                };
+                want(self.ty(value, scope)?, d, &format!("${name} = .."))
+            }
+            Stmt::Store { buf, index, value } => self.store(*buf, index, value, scope),
+            Stmt::Gemm(g) => self.gemm(g, loops),
+        }
+    }
+
+    fn store(&self, buf: BufId, index: &[Expr], value: &Expr, scope: &Scope) -> Result<(), String> {
+        let b = self.check_buf(buf, index, scope)?;
+        if b.role == Role::In {
+            return Err(format!("store to input buffer '%{}'", b.name));
+        }
+        want(self.ty(value, scope)?, b.dtype, &format!("store to '%{}'", b.name))
+    }
+
+    fn gemm(&self, g: &Gemm, loops: &mut Vec<String>) -> Result<(), String> {
+        let mut scope = Scope::default();
+        for (v, _) in &g.batch {
+            scope.vars.push(v.clone());
+        }
+        let names: Vec<&String> = g
+            .batch
+            .iter()
+            .map(|b| &b.0)
+            .chain([&g.m.0, &g.n.0, &g.k.0])
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) || loops.contains(n) {
+                return Err(format!("loop variable '{n}' is bound twice"));
+            }
+            loops.push((*n).clone());
+        }
+        let Some(s) = self.schedule.gemm else {
+            return Err("a matrix product needs a gemm schedule".into());
+        };
+        for (op, (x, xn), r) in [(&g.a, &g.m, s.mr), (&g.b, &g.n, s.nr)] {
+            match op {
+                Operand::Expr(e) => {
+                    let mut sc = scope.clone();
+                    sc.vars.push(x.clone());
+                    sc.vars.push(g.k.0.clone());
+                    want(self.ty(e, &sc)?, DType::F32, "a matrix product operand")?;
+                }
+                Operand::Packed(b) => {
+                    let buf = self.bufs.get(b.0 as usize).ok_or("bad buffer id")?;
+                    let want_shape = vec![xn.div_ceil(r), g.k.1, r];
+                    if buf.shape != want_shape || buf.dtype != DType::F32 || buf.role != Role::In {
+                        return Err(format!(
+                            "packed operand '%{}' must be an f32 input of shape {:?}",
+                            buf.name, want_shape
+                        ));
+                    }
+                }
+            }
+        }
+        scope.vars.push(g.m.0.clone());
+        scope.vars.push(g.n.0.clone());
+        scope.locals.insert(g.acc.clone(), DType::F32);
+        self.store(g.out, &g.index, &g.value, &scope)
+    }
+
+    fn check_buf(&self, buf: BufId, index: &[Expr], scope: &Scope) -> Result<&super::Buf, String> {
+        let b = self
+            .bufs
+            .get(buf.0 as usize)
+            .ok_or_else(|| format!("buffer id {} out of range", buf.0))?;
+        if index.len() != b.shape.len() {
+            return Err(format!(
+                "'%{}' has {} dims but is indexed with {}",
+                b.name,
+                b.shape.len(),
+                index.len()
+            ));
+        }
+        for e in index {
+            want(self.ty(e, scope)?, DType::I64, &format!("an index of '%{}'", b.name))?;
+        }
+        Ok(b)
+    }
+
+    fn ty(&self, e: &Expr, scope: &Scope) -> Result<DType, String> {
+        Ok(match e {
+            Expr::Var(v) => {
+                if !scope.vars.contains(v) {
+                    return Err(format!("loop variable '{v}' used outside its loop"));
+                }
+                DType::I64
+            }
+            Expr::Local(v) => *scope
+                .locals
+                .get(v)
+                .ok_or_else(|| format!("local '${v}' used before its let"))?,
+            Expr::Int(_) => DType::I64,
+            Expr::Lit(d, _) => *d,
+            Expr::Load(b, ix) => self.check_buf(*b, ix, scope)?.dtype,
+            Expr::Un(op, a) => {
+                let t = self.ty(a, scope)?;
+                match op {
+                    UnOp::Not => want(t, DType::Bool, "not")?,
+                    UnOp::Neg | UnOp::Abs if t.is_numeric() => {}
+                    _ if t.is_float() => {}
+                    _ => return Err(format!("{} of {t}", op.name())),
+                }
+                t
+            }
+            Expr::Bin(op, a, b) => {
+                let (ta, tb) = (self.ty(a, scope)?, self.ty(b, scope)?);
+                if ta != tb {
+                    return Err(format!("{} of {ta} and {tb}", op.name()));
+                }
+                match op {
+                    BinOp::And | BinOp::Or => want(ta, DType::Bool, op.name())?,
+                    BinOp::Rem if !ta.is_int() => return Err(format!("rem of {ta}")),
+                    BinOp::Pow if !ta.is_float() => return Err(format!("pow of {ta}")),
+                    _ if op.is_compare() => {}
+                    _ if !ta.is_numeric() => return Err(format!("{} of {ta}", op.name())),
+                    _ => {}
+                }
+                if op.is_compare() {
+                    DType::Bool
+                } else {
+                    ta
+                }
+            }
+            Expr::Select(c, a, b) => {
+                want(self.ty(c, scope)?, DType::Bool, "a select condition")?;
+                let (ta, tb) = (self.ty(a, scope)?, self.ty(b, scope)?);
+                if ta != tb {
+                    return Err(format!("select of {ta} and {tb}"));
+                }
+                ta
+            }
+            Expr::Cast(d, a) => {
+                self.ty(a, scope)?;
+                *d
+            }
+        })
+    }
+}
+
+fn want(got: DType, want: DType, what: &str) -> Result<(), String> {
+    if got != want {
+        return Err(format!("{what} must be {want}, got {got}"));
+    }
+    Ok(())
+}
