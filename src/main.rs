@@ -35,14 +35,18 @@ enum Cmd {
 floats uniform in [-1, 1); integers used as Gather indices uniform in [0, axis size),\n\
 other integers uniform in [0, 10); bools true/false with equal chance.\n\
 Without --out-dir nothing is written; only the summary lines are printed.\n\n\
-Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp"
+Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp\n  kiln run models/gpt2_block.onnx --target cpu-llvm --threads 2"
     )]
     Run {
         #[command(flatten)]
         model: ModelArgs,
-        /// Where to run: interp (the reference interpreter).
+        /// Where to run: interp (the reference interpreter) or cpu-llvm
+        /// (kernels compiled by LLVM for this CPU).
         #[arg(long, default_value = "interp")]
         target: String,
+        /// Threads for compiled targets (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// An input's value: NAME=FILE.npy (repeatable).
         #[arg(long = "input", value_name = "NAME=FILE.npy")]
         inputs: Vec<String>,
@@ -209,6 +213,7 @@ fn explain(opt: &kiln_passes::Optimized, name: &str) -> Result<(), Error> {
 fn run(
     m: &ModelArgs,
     target: &str,
+    threads: usize,
     inputs: &[String],
     seed: u64,
     out_dir: Option<&Path>,
@@ -247,7 +252,7 @@ fn run(
         };
         *slot = t;
     }
-    let outs = model.run(target, &feed)?;
+    let outs = model.compile(target, threads)?.run(&feed)?;
     if let Some(dir) = out_dir {
         std::fs::create_dir_all(dir).map_err(|source| Error::Write {
             path: dir.to_path_buf(),
@@ -327,10 +332,11 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
         Cmd::Run {
             model,
             target,
+            threads,
             inputs,
             seed,
             out_dir,
-        } => run(&model, &target, &inputs, seed, out_dir.as_deref()),
+        } => run(&model, &target, threads, &inputs, seed, out_dir.as_deref()),
         Cmd::Calibrate { out } => {
             let (t, path) = kiln::calibrate::calibrate(out)?;
             println!(

@@ -2,6 +2,7 @@
 //! its outputs and make its inputs.
 
 use crate::{random, Error, Summary, Target};
+use kiln_backends::Executable;
 use kiln_frontend::{import_file, Bindings};
 use kiln_ir::{Graph, Tensor};
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ pub struct Model {
     pub output_names: Vec<String>,
     /// Inputs frozen to given values because they decide shapes.
     pub frozen: Vec<String>,
+    /// True once `optimize` has run.
+    pub optimized: bool,
 }
 
 impl Model {
@@ -27,6 +30,7 @@ impl Model {
             graph,
             output_names: imported.output_names,
             frozen: imported.frozen,
+            optimized: false,
         })
     }
 
@@ -45,14 +49,29 @@ impl Model {
             .collect()
     }
 
-    /// Runs on a target; outputs are in graph order.
+    /// Runs on a target with one thread per core; outputs are in graph order.
     pub fn run(
         &self,
         target: Target,
         inputs: &HashMap<String, Tensor>,
     ) -> Result<Vec<Tensor>, Error> {
-        let exe = target.backend().compile(&self.graph)?;
-        Ok(exe.run(inputs)?)
+        Ok(self.compile(target, 0)?.run(inputs)?)
+    }
+
+    /// Compiles for a target whose code runs on `threads` threads (0: one per
+    /// core). Compiled targets get the graph optimized for this CPU first
+    /// (unless `optimize` already ran).
+    pub fn compile(&self, target: Target, threads: usize) -> Result<Box<dyn Executable>, Error> {
+        let backend = target.backend(threads);
+        if target.compiles() && !self.optimized {
+            let opt = kiln_passes::optimize(
+                &self.graph,
+                &crate::calibrate::cpu_target()?,
+                &kiln_passes::Options::default(),
+            )?;
+            return Ok(backend.compile(&opt.graph)?);
+        }
+        Ok(backend.compile(&self.graph)?)
     }
 
     /// Optimizes the graph in place for a device's cost model and returns what
@@ -60,6 +79,7 @@ impl Model {
     pub fn optimize(&mut self, device: &kiln_ir::Target) -> Result<kiln_passes::Optimized, Error> {
         let opt = kiln_passes::optimize(&self.graph, device, &kiln_passes::Options::default())?;
         self.graph = opt.graph.clone();
+        self.optimized = true;
         Ok(opt)
     }
 

@@ -8,7 +8,9 @@ use kiln_passes::lower::{lower, LowerOptions, Step};
 use std::path::Path;
 
 fn load(name: &str) -> Model {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(format!("{name}.onnx"));
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(format!("{name}.onnx"));
     let mut b = Bindings::default();
     b.dims.insert("batch".into(), 1);
     Model::load(&p, &b).unwrap()
@@ -20,7 +22,10 @@ fn check(name: &str, eval: bool) {
     m.optimize(&Target::cpu_default()).unwrap();
     let p = lower(&m.graph, &LowerOptions::avx2(2));
     for s in &p.steps {
-        if let Step::Host { name: n, reason, .. } = s {
+        if let Step::Host {
+            name: n, reason, ..
+        } = s
+        {
             panic!("{name}: node {n} was not lowered: {reason}");
         }
     }
@@ -29,13 +34,21 @@ fn check(name: &str, eval: bool) {
     }
     let ins = m.random_inputs(3);
     let want = interp::run(&before, &ins).unwrap();
-    let ordered: Vec<_> = m.graph.inputs.iter().map(|v| ins[&m.graph.value(*v).name].clone()).collect();
+    let ordered: Vec<_> = m
+        .graph
+        .inputs
+        .iter()
+        .map(|v| ins[&m.graph.value(*v).name].clone())
+        .collect();
     let got = p.eval(&ordered).unwrap();
     for (w, g) in want.iter().zip(&got) {
         assert_eq!(w.ty(), g.ty());
         let (a, b) = (w.to_f64_vec(), g.to_f64_vec());
         let scale = a.iter().fold(1e-30f64, |s, v| s.max(v.abs()));
-        let err = a.iter().zip(&b).fold(0.0f64, |e, (x, y)| e.max((x - y).abs() / scale));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f64, |e, (x, y)| e.max((x - y).abs() / scale));
         assert!(err <= 1e-4, "{name}: lowered differs by {err}");
     }
 }

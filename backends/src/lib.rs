@@ -1,10 +1,17 @@
 //! kiln's targets and backends. A backend turns a verified graph into something
-//! that runs; the reference interpreter is the first (and the oracle for the
-//! rest). Targets are named on the command line; asking for one that is not built
-//! gives a clear error listing the ones that are.
+//! that runs: the reference interpreter (the oracle for the rest), and compiled
+//! CPU code through LLVM (`cpu-llvm`). Targets are named on the command line;
+//! asking for one that is not built gives a clear error listing the ones that are.
 
+#[cfg(feature = "cpu-llvm")]
+mod cpu_llvm;
 mod interp;
+#[cfg(feature = "cpu-llvm")]
+pub mod llvm;
+pub mod runtime;
 mod target;
 
+#[cfg(feature = "cpu-llvm")]
+pub use cpu_llvm::{host_lower_options, Compiled, LlvmBackend};
 pub use interp::InterpBackend;
 pub use target::{Backend, Executable, Target, TargetError};

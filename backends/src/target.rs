@@ -10,12 +10,17 @@ use thiserror::Error;
 pub enum Target {
     /// The reference interpreter.
     Interp,
+    /// Compiled CPU code through LLVM (JIT in memory, or AOT objects).
+    CpuLlvm,
 }
 
 /// Targets kiln knows of, by name, with whether this build has them.
 const KNOWN: &[(&str, Option<Target>)] = &[
     ("interp", Some(Target::Interp)),
     ("cpu", None),
+    #[cfg(feature = "cpu-llvm")]
+    ("cpu-llvm", Some(Target::CpuLlvm)),
+    #[cfg(not(feature = "cpu-llvm"))]
     ("cpu-llvm", None),
     ("gpu-sim", None),
     ("cuda", None),
@@ -33,6 +38,9 @@ pub enum TargetError {
     /// Running failed.
     #[error(transparent)]
     Run(#[from] kiln_ir::IrError),
+    /// Compiling or running compiled code failed.
+    #[error("{0}")]
+    Backend(String),
 }
 
 impl Target {
@@ -56,11 +64,29 @@ impl Target {
         }
     }
 
-    /// The target's backend.
-    pub fn backend(self) -> Box<dyn Backend> {
+    /// The target's backend; compiled code runs on `threads` threads (0: one
+    /// per core).
+    pub fn backend(self, threads: usize) -> Box<dyn Backend> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
         match self {
             Target::Interp => Box::new(crate::InterpBackend),
+            #[cfg(feature = "cpu-llvm")]
+            Target::CpuLlvm => Box::new(crate::LlvmBackend { threads }),
+            #[cfg(not(feature = "cpu-llvm"))]
+            Target::CpuLlvm => {
+                let _ = threads;
+                Box::new(crate::InterpBackend)
+            }
         }
+    }
+
+    /// True for targets that run compiled kernels (they want an optimized graph).
+    pub fn compiles(self) -> bool {
+        self != Target::Interp
     }
 }
 
@@ -68,6 +94,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Target::Interp => "interp",
+            Target::CpuLlvm => "cpu-llvm",
         })
     }
 }

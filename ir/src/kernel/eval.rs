@@ -34,7 +34,12 @@ impl Kernel {
     /// buffers must be allocated by the caller. Fails on an out-of-range index.
     pub fn eval(&self, bufs: &mut [Vec<f64>]) -> Result<(), String> {
         if bufs.len() != self.bufs.len() {
-            return Err(format!("kernel '{}' takes {} buffers, got {}", self.name, self.bufs.len(), bufs.len()));
+            return Err(format!(
+                "kernel '{}' takes {} buffers, got {}",
+                self.name,
+                self.bufs.len(),
+                bufs.len()
+            ));
         }
         let mut env = Env {
             k: self,
@@ -117,7 +122,11 @@ impl Env<'_> {
     }
 
     fn gemm(&mut self, g: &Gemm, bufs: &mut [Vec<f64>]) -> Result<(), String> {
-        let s = self.k.schedule.gemm.ok_or("matrix product without a schedule")?;
+        let s = self
+            .k
+            .schedule
+            .gemm
+            .ok_or("matrix product without a schedule")?;
         let batch: usize = g.batch.iter().map(|b| b.1).product();
         for bi in 0..batch {
             let mut rest = bi;
@@ -180,7 +189,10 @@ impl Env<'_> {
     fn expr(&mut self, e: &Expr, bufs: &[Vec<f64>]) -> Result<f64, String> {
         Ok(match e {
             Expr::Var(v) => *self.vars.get(v).ok_or_else(|| format!("unbound '{v}'"))? as f64,
-            Expr::Local(v) => *self.locals.get(v).ok_or_else(|| format!("unbound '${v}'"))?,
+            Expr::Local(v) => *self
+                .locals
+                .get(v)
+                .ok_or_else(|| format!("unbound '${v}'"))?,
             Expr::Int(i) => *i as f64,
             Expr::Lit(d, v) => round_to(*d, *v),
             Expr::Load(b, ix) => {

@@ -64,7 +64,10 @@ impl UnOp {
 
     /// The op's text name.
     pub fn name(self) -> &'static str {
-        UnOp::ALL.iter().find(|(o, _)| *o == self).map_or("?", |p| p.1)
+        UnOp::ALL
+            .iter()
+            .find(|(o, _)| *o == self)
+            .map_or("?", |p| p.1)
     }
 }
 
@@ -91,7 +94,10 @@ impl BinOp {
 
     /// The op's text name.
     pub fn name(self) -> &'static str {
-        BinOp::ALL.iter().find(|(o, _)| *o == self).map_or("?", |p| p.1)
+        BinOp::ALL
+            .iter()
+            .find(|(o, _)| *o == self)
+            .map_or("?", |p| p.1)
     }
 
     /// True for comparisons (their result is a bool).
@@ -236,7 +242,9 @@ impl Expr {
         match self {
             Expr::Local(n) if n == name => by.clone(),
             Expr::Var(_) | Expr::Local(_) | Expr::Int(_) | Expr::Lit(..) => self.clone(),
-            Expr::Load(b, ix) => Expr::Load(*b, ix.iter().map(|e| e.subst_local(name, by)).collect()),
+            Expr::Load(b, ix) => {
+                Expr::Load(*b, ix.iter().map(|e| e.subst_local(name, by)).collect())
+            }
             Expr::Un(o, a) => Expr::un(*o, a.subst_local(name, by)),
             Expr::Cast(d, a) => Expr::Cast(*d, Box::new(a.subst_local(name, by))),
             Expr::Bin(o, a, b) => Expr::bin(*o, a.subst_local(name, by), b.subst_local(name, by)),

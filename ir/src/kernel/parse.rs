@@ -74,8 +74,7 @@ impl Parser<'_> {
     fn word(&mut self) -> Result<String, IrError> {
         self.ws();
         let start = self.pos;
-        while self.pos < self.s.len() && (word_char(self.s[self.pos]) || self.s[self.pos] == b'.')
-        {
+        while self.pos < self.s.len() && (word_char(self.s[self.pos]) || self.s[self.pos] == b'.') {
             if self.s[self.pos..].starts_with(b"..") {
                 break;
             }

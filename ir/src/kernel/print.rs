@@ -139,12 +139,7 @@ pub(crate) fn expr(k: &Kernel, e: &Expr) -> String {
         Expr::Load(b, ix) => format!("%{}[{}]", k.buf(*b).name, exprs(k, ix)),
         Expr::Un(o, a) => format!("({} {})", o.name(), expr(k, a)),
         Expr::Bin(o, a, b) => format!("({} {} {})", o.name(), expr(k, a), expr(k, b)),
-        Expr::Select(c, a, b) => format!(
-            "(select {} {} {})",
-            expr(k, c),
-            expr(k, a),
-            expr(k, b)
-        ),
+        Expr::Select(c, a, b) => format!("(select {} {} {})", expr(k, c), expr(k, a), expr(k, b)),
         Expr::Cast(d, a) => format!("(cast {d} {})", expr(k, a)),
     }
 }

@@ -54,15 +54,22 @@ impl Kernel {
                     _ => false,
                 };
             if !ok {
-                return Err("a parallel kernel's body must be one loop of constant extent \
+                return Err(
+                    "a parallel kernel's body must be one loop of constant extent \
                             or one matrix product"
-                    .into());
+                        .into(),
+                );
             }
         }
         Ok(())
     }
 
-    fn block(&self, body: &[Stmt], scope: &mut Scope, loops: &mut Vec<String>) -> Result<(), String> {
+    fn block(
+        &self,
+        body: &[Stmt],
+        scope: &mut Scope,
+        loops: &mut Vec<String>,
+    ) -> Result<(), String> {
         let mut inner = scope.clone();
         for (i, s) in body.iter().enumerate() {
             if matches!(s, Stmt::Gemm(_)) && (i > 0 || !inner.vars.is_empty()) {
@@ -106,7 +113,11 @@ impl Kernel {
         if b.role == Role::In {
             return Err(format!("store to input buffer '%{}'", b.name));
         }
-        want(self.ty(value, scope)?, b.dtype, &format!("store to '%{}'", b.name))
+        want(
+            self.ty(value, scope)?,
+            b.dtype,
+            &format!("store to '%{}'", b.name),
+        )
     }
 
     fn gemm(&self, g: &Gemm, loops: &mut Vec<String>) -> Result<(), String> {
@@ -169,7 +180,11 @@ impl Kernel {
             ));
         }
         for e in index {
-            want(self.ty(e, scope)?, DType::I64, &format!("an index of '%{}'", b.name))?;
+            want(
+                self.ty(e, scope)?,
+                DType::I64,
+                &format!("an index of '%{}'", b.name),
+            )?;
         }
         Ok(b)
     }

@@ -150,7 +150,13 @@ impl<'a> Access<'a> {
         self.value(o, &broadcast_ix(&s, out_shape, ix))
     }
 
-    fn node_value(&mut self, op: Op, ins: &[ValueId], v: ValueId, ix: &[Expr]) -> Result<Expr, String> {
+    fn node_value(
+        &mut self,
+        op: Op,
+        ins: &[ValueId],
+        v: ValueId,
+        ix: &[Expr],
+    ) -> Result<Expr, String> {
         let out_shape = self.shape(v).to_vec();
         let d = self.dtype(v);
         Ok(match &op {
@@ -184,8 +190,15 @@ impl<'a> Access<'a> {
                     if start < 0 {
                         start += n;
                     }
-                    start = if step > 0 { start.clamp(0, n) } else { start.clamp(-1, n - 1) };
-                    inner.push(Expr::add(Expr::Int(start), Expr::mul(e.clone(), Expr::Int(step))));
+                    start = if step > 0 {
+                        start.clamp(0, n)
+                    } else {
+                        start.clamp(-1, n - 1)
+                    };
+                    inner.push(Expr::add(
+                        Expr::Int(start),
+                        Expr::mul(e.clone(), Expr::Int(step)),
+                    ));
                 }
                 self.value(ins[0], &inner)?
             }
@@ -195,7 +208,13 @@ impl<'a> Access<'a> {
                 let inner: Vec<Expr> = ix
                     .iter()
                     .zip(&in_shape)
-                    .map(|(e, &n)| if n == 1 { Expr::Int(0) } else { Expr::bin(BinOp::Rem, e.clone(), Expr::Int(n as i64)) })
+                    .map(|(e, &n)| {
+                        if n == 1 {
+                            Expr::Int(0)
+                        } else {
+                            Expr::bin(BinOp::Rem, e.clone(), Expr::Int(n as i64))
+                        }
+                    })
                     .collect();
                 self.value(ins[0], &inner)?
             }
@@ -214,7 +233,11 @@ impl<'a> Access<'a> {
                 }
                 let (_, mut e) = parts.pop().ok_or("concat of nothing")?;
                 while let Some((end, p)) = parts.pop() {
-                    e = Expr::select(Expr::bin(BinOp::Lt, ix[c.axis].clone(), Expr::Int(end)), p, e);
+                    e = Expr::select(
+                        Expr::bin(BinOp::Lt, ix[c.axis].clone(), Expr::Int(end)),
+                        p,
+                        e,
+                    );
                 }
                 e
             }
@@ -244,11 +267,22 @@ impl<'a> Access<'a> {
                 inner.extend_from_slice(&ix[gt.axis + idx_rank..]);
                 self.value(ins[0], &inner)?
             }
-            other => return Err(format!("'{}' is not elementwise or layout", other.mnemonic())),
+            other => {
+                return Err(format!(
+                    "'{}' is not elementwise or layout",
+                    other.mnemonic()
+                ))
+            }
         })
     }
 
-    fn pad(&mut self, p: &kiln_ir::op::Pad, ins: &[ValueId], ix: &[Expr], d: DType) -> Result<Expr, String> {
+    fn pad(
+        &mut self,
+        p: &kiln_ir::op::Pad,
+        ins: &[ValueId],
+        ix: &[Expr],
+        d: DType,
+    ) -> Result<Expr, String> {
         let in_shape = self.shape(ins[0]).to_vec();
         let r = in_shape.len();
         let mut inner = Vec::with_capacity(r);
@@ -313,7 +347,13 @@ impl<'a> Access<'a> {
 
 /// The index of operand `i` (of shape `in_shape`) of elementwise `op` for
 /// result element `ix`: broadcast, except batch norm's per-channel parameters.
-pub(crate) fn operand_index(op: &Op, i: usize, in_shape: &[usize], out_shape: &[usize], ix: &[Expr]) -> Vec<Expr> {
+pub(crate) fn operand_index(
+    op: &Op,
+    i: usize,
+    in_shape: &[usize],
+    out_shape: &[usize],
+    ix: &[Expr],
+) -> Vec<Expr> {
     if matches!(op, Op::BatchNorm(_)) && i > 0 {
         vec![ix[1].clone()]
     } else {
@@ -343,7 +383,10 @@ pub(crate) fn apply(op: &Op, dts: &[DType], d: DType, mut x: Vec<Expr>) -> Resul
             let mean = x.remove(3);
             let bias = x.remove(2);
             let scale = x.remove(1);
-            let inv = div(lit(d, 1.0), Expr::un(UnOp::Sqrt, add(var, lit(d, bn.epsilon))));
+            let inv = div(
+                lit(d, 1.0),
+                Expr::un(UnOp::Sqrt, add(var, lit(d, bn.epsilon))),
+            );
             add(mul(mul(sub(x.remove(0), mean), inv), scale), bias)
         }
         other => return Err(format!("'{}' is not elementwise", other.mnemonic())),
@@ -356,7 +399,13 @@ pub(crate) fn apply(op: &Op, dts: &[DType], d: DType, mut x: Vec<Expr>) -> Resul
 /// `(o * in + q) / out` for the `q` that reproduces the op's coordinate
 /// mapping at every output position (linear and cubic modes, and mappings
 /// of no such form, are refused).
-fn nearest_index(r: &kiln_ir::op::Resize, dim: usize, o: &Expr, n_in: usize, n_out: usize) -> Result<Expr, String> {
+fn nearest_index(
+    r: &kiln_ir::op::Resize,
+    dim: usize,
+    o: &Expr,
+    n_in: usize,
+    n_out: usize,
+) -> Result<Expr, String> {
     if r.mode != kiln_ir::op::ResizeMode::Nearest {
         return Err("resize: only nearest mode is compiled".into());
     }
@@ -372,9 +421,17 @@ fn nearest_index(r: &kiln_ir::op::Resize, dim: usize, o: &Expr, n_in: usize, n_o
     }
     let (p, d) = (n_in as i64, n_out as i64);
     let q = (0..d)
-        .find(|q| want.iter().enumerate().all(|(x, &i)| ((x as i64 * p + q) / d).clamp(0, p - 1) == i as i64))
+        .find(|q| {
+            want.iter()
+                .enumerate()
+                .all(|(x, &i)| ((x as i64 * p + q) / d).clamp(0, p - 1) == i as i64)
+        })
         .ok_or("resize: coordinate mapping is not a rational step")?;
-    let e = Expr::bin(BinOp::Div, Expr::add(Expr::mul(o.clone(), Expr::Int(p)), Expr::Int(q)), Expr::Int(d));
+    let e = Expr::bin(
+        BinOp::Div,
+        Expr::add(Expr::mul(o.clone(), Expr::Int(p)), Expr::Int(q)),
+        Expr::Int(d),
+    );
     Ok(clamp(e, p))
 }
 
@@ -426,8 +483,19 @@ pub(crate) fn cast(to: DType, from: DType, x: Expr) -> Expr {
 pub(crate) fn unary(k: UnaryKind, d: DType, x: Expr) -> Result<Expr, String> {
     use UnaryKind::*;
     let one = || lit(d, 1.0);
-    let sigmoid = |x: Expr| div(lit(d, 1.0), add(lit(d, 1.0), Expr::un(UnOp::Exp, Expr::un(UnOp::Neg, x))));
-    let clamp01 = |x: Expr| Expr::bin(BinOp::Max, lit(d, 0.0), Expr::bin(BinOp::Min, lit(d, 1.0), x));
+    let sigmoid = |x: Expr| {
+        div(
+            lit(d, 1.0),
+            add(lit(d, 1.0), Expr::un(UnOp::Exp, Expr::un(UnOp::Neg, x))),
+        )
+    };
+    let clamp01 = |x: Expr| {
+        Expr::bin(
+            BinOp::Max,
+            lit(d, 0.0),
+            Expr::bin(BinOp::Min, lit(d, 1.0), x),
+        )
+    };
     if !d.is_float() && !matches!(k, Neg | Abs | Relu | Not) {
         return Err(format!("{k:?} on {d}"));
     }
@@ -455,7 +523,10 @@ pub(crate) fn unary(k: UnaryKind, d: DType, x: Expr) -> Result<Expr, String> {
         Silu => mul(x.clone(), sigmoid(x)),
         Gelu { tanh: false } => mul(
             mul(lit(d, 0.5), x.clone()),
-            add(one(), Expr::un(UnOp::Erf, mul(x, lit(d, std::f64::consts::FRAC_1_SQRT_2)))),
+            add(
+                one(),
+                Expr::un(UnOp::Erf, mul(x, lit(d, std::f64::consts::FRAC_1_SQRT_2))),
+            ),
         ),
         Gelu { tanh: true } => {
             let c = (2.0 / std::f64::consts::PI).sqrt();

@@ -83,11 +83,19 @@ pub(crate) fn lower(cx: &mut Cx, at: &Attention, node: &Node) -> Result<Vec<Stmt
         },
     ];
     let keys = if at.causal {
-        Expr::bin(BinOp::Min, Expr::add(i.clone(), Expr::Int(1)), Expr::Int(sk as i64))
+        Expr::bin(
+            BinOp::Min,
+            Expr::add(i.clone(), Expr::Int(1)),
+            Expr::Int(sk as i64),
+        )
     } else {
         Expr::Int(sk as i64)
     };
-    let out_value = Expr::bin(BinOp::Div, Expr::load(acc, vec![c.clone()]), Expr::local("l"));
+    let out_value = Expr::bin(
+        BinOp::Div,
+        Expr::load(acc, vec![c.clone()]),
+        Expr::local("l"),
+    );
     let store = cx.epilogue(node.outputs[0], at_ix([i.clone(), c.clone()]), out_value)?;
     let row = vec![
         Stmt::Let {
@@ -142,7 +150,9 @@ fn rename_loops(body: Vec<Stmt>) -> Vec<Stmt> {
                     }
                     seen.push(name.clone());
                     let body = if name != var {
-                        body.into_iter().map(|b| subst_stmt(b, &var, &Expr::var(&name))).collect()
+                        body.into_iter()
+                            .map(|b| subst_stmt(b, &var, &Expr::var(&name)))
+                            .collect()
                     } else {
                         body
                     };

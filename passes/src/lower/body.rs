@@ -194,7 +194,8 @@ impl Cx<'_> {
                 }
                 return Ok((self.outs[p], ix, e));
             }
-            let users: Vec<&kiln_ir::Node> = g.nodes.iter().filter(|n| n.inputs.contains(&cur)).collect();
+            let users: Vec<&kiln_ir::Node> =
+                g.nodes.iter().filter(|n| n.inputs.contains(&cur)).collect();
             if users.len() != 1 || self.a.uses(cur) != 1 {
                 return Err("the epilogue is not a chain".into());
             }

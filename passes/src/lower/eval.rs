@@ -23,9 +23,9 @@ impl Program {
             }
         }
         let get = |data: &[Option<Vec<f64>>], s: usize| -> Result<Vec<f64>, IrError> {
-            data[self.root(s)]
-                .clone()
-                .ok_or_else(|| IrError::Eval(format!("slot '{}' read before written", self.slots[s].name)))
+            data[self.root(s)].clone().ok_or_else(|| {
+                IrError::Eval(format!("slot '{}' read before written", self.slots[s].name))
+            })
         };
         for st in &self.steps {
             match st {
@@ -73,7 +73,10 @@ impl Program {
             .iter()
             .map(|&o| {
                 let t = &self.slots[o].ty;
-                let v: Vec<f64> = get(&data, o)?.into_iter().map(|x| round_to(t.dtype, x)).collect();
+                let v: Vec<f64> = get(&data, o)?
+                    .into_iter()
+                    .map(|x| round_to(t.dtype, x))
+                    .collect();
                 Ok(Tensor::from_f64(t.dtype, t.shape.clone(), &v))
             })
             .collect()

@@ -34,7 +34,11 @@ pub(crate) fn matmul(cx: &mut Cx, mm: &MatMul, node: &Node) -> Result<Vec<Stmt>,
     }
     let r = out.len();
     let (m, n) = (out[r - 2], out[r - 1]);
-    let k = if mm.trans_a { ash[ash.len() - 2] } else { ash[ash.len() - 1] };
+    let k = if mm.trans_a {
+        ash[ash.len() - 2]
+    } else {
+        ash[ash.len() - 1]
+    };
     let out_batch = out[..r - 2].to_vec();
     let a_batch = ash[..ash.len() - 2].to_vec();
     let b_batch = bsh[..bsh.len() - 2].to_vec();
@@ -252,7 +256,13 @@ fn pack(
 
 /// Evaluates an operand expression on constants at `(x, k)`; `None` where the
 /// expression needs more than integer index arithmetic and constant loads.
-fn ceval(e: &Expr, x: (&str, i64), k: i64, data: &[Option<Vec<f32>>], shapes: &[Vec<usize>]) -> Option<f64> {
+fn ceval(
+    e: &Expr,
+    x: (&str, i64),
+    k: i64,
+    data: &[Option<Vec<f32>>],
+    shapes: &[Vec<usize>],
+) -> Option<f64> {
     Some(match e {
         Expr::Var(v) if v == x.0 => x.1 as f64,
         Expr::Var(v) if v == "k" => k as f64,

@@ -192,7 +192,11 @@ impl Program {
             }
         }
         for (a, b) in &self.plan.in_place {
-            let _ = writeln!(s, "in place: %{} reuses %{}", self.slots[*a].name, self.slots[*b].name);
+            let _ = writeln!(
+                s,
+                "in place: %{} reuses %{}",
+                self.slots[*a].name, self.slots[*b].name
+            );
         }
         let _ = writeln!(
             s,
@@ -359,7 +363,13 @@ impl Lowerer<'_> {
 fn kernel_name(node: &str, i: usize) -> String {
     let clean: String = node
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("k{i}_{}", clean.trim_matches('_'))
 }

@@ -38,12 +38,24 @@ pub(crate) fn lower(cx: &mut Cx, node: &Node) -> Result<Vec<Stmt>, String> {
             .iter()
             .zip(&iix)
             .enumerate()
-            .map(|(i, (o, r))| if red.contains(&i) { r.clone() } else { o.clone() })
+            .map(|(i, (o, r))| {
+                if red.contains(&i) {
+                    r.clone()
+                } else {
+                    o.clone()
+                }
+            })
             .collect();
         (ix, ils)
     };
     let mut row = Vec::new();
-    let reduce = |cx: &mut Cx, prefix: &str, acc: &str, init: f64, f: &dyn Fn(Expr, Expr) -> Expr, row: &mut Vec<Stmt>| -> Result<(), String> {
+    let reduce = |cx: &mut Cx,
+                  prefix: &str,
+                  acc: &str,
+                  init: f64,
+                  f: &dyn Fn(Expr, Expr) -> Expr,
+                  row: &mut Vec<Stmt>|
+     -> Result<(), String> {
         let (ix, ils) = pass(prefix);
         let x = cx.a.value(xv, &ix)?;
         let mut b = cx.a.take_lets();
@@ -65,8 +77,22 @@ pub(crate) fn lower(cx: &mut Cx, node: &Node) -> Result<Vec<Stmt>, String> {
     let (ix, ils) = pass("r");
     let y = match (&node.op, softmax) {
         (Op::Softmax(_), Some(log)) => {
-            reduce(cx, "p", "mx", f64::NEG_INFINITY, &|a, x| Expr::bin(BinOp::Max, a, x), &mut row)?;
-            reduce(cx, "q", "sum", 0.0, &|a, x| add(a, Expr::un(UnOp::Exp, sub(x, Expr::local("mx")))), &mut row)?;
+            reduce(
+                cx,
+                "p",
+                "mx",
+                f64::NEG_INFINITY,
+                &|a, x| Expr::bin(BinOp::Max, a, x),
+                &mut row,
+            )?;
+            reduce(
+                cx,
+                "q",
+                "sum",
+                0.0,
+                &|a, x| add(a, Expr::un(UnOp::Exp, sub(x, Expr::local("mx")))),
+                &mut row,
+            )?;
             let x = cx.a.value(xv, &ix)?;
             let e = sub(x, Expr::local("mx"));
             if log {
@@ -87,14 +113,27 @@ pub(crate) fn lower(cx: &mut Cx, node: &Node) -> Result<Vec<Stmt>, String> {
                 dtype: d,
                 init: div(Expr::local("sum"), lit(n as f64)),
             });
-            reduce(cx, "q", "var", 0.0, &|a, x| {
-                let c = sub(x, Expr::local("mean"));
-                add(a, mul(c.clone(), c))
-            }, &mut row)?;
+            reduce(
+                cx,
+                "q",
+                "var",
+                0.0,
+                &|a, x| {
+                    let c = sub(x, Expr::local("mean"));
+                    add(a, mul(c.clone(), c))
+                },
+                &mut row,
+            )?;
             row.push(Stmt::Let {
                 name: "inv".into(),
                 dtype: d,
-                init: div(lit(1.0), Expr::un(UnOp::Sqrt, add(div(Expr::local("var"), lit(n as f64)), lit(l.epsilon)))),
+                init: div(
+                    lit(1.0),
+                    Expr::un(
+                        UnOp::Sqrt,
+                        add(div(Expr::local("var"), lit(n as f64)), lit(l.epsilon)),
+                    ),
+                ),
             });
             for (k, local) in [(1, "mean"), (2, "inv")] {
                 let v = node.outputs[k];
@@ -122,11 +161,24 @@ pub(crate) fn lower(cx: &mut Cx, node: &Node) -> Result<Vec<Stmt>, String> {
             y
         }
         (Op::RmsNorm(rn), _) => {
-            reduce(cx, "p", "ss", 0.0, &|a, x| add(a, mul(x.clone(), x)), &mut row)?;
+            reduce(
+                cx,
+                "p",
+                "ss",
+                0.0,
+                &|a, x| add(a, mul(x.clone(), x)),
+                &mut row,
+            )?;
             row.push(Stmt::Let {
                 name: "inv".into(),
                 dtype: d,
-                init: div(lit(1.0), Expr::un(UnOp::Sqrt, add(div(Expr::local("ss"), lit(n as f64)), lit(rn.epsilon)))),
+                init: div(
+                    lit(1.0),
+                    Expr::un(
+                        UnOp::Sqrt,
+                        add(div(Expr::local("ss"), lit(n as f64)), lit(rn.epsilon)),
+                    ),
+                ),
             });
             let x = cx.a.value(xv, &ix)?;
             let ps = cx.a.shape(node.inputs[1]).to_vec();

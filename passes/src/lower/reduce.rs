@@ -26,7 +26,13 @@ pub(crate) fn reduce(cx: &mut Cx, r: &Reduce, node: &Node) -> Result<Vec<Stmt>, 
     let (oix, loops) = index_vars("o", &kept);
     let (iix, ils) = index_vars("r", &inner);
     let ix: Vec<Expr> = (0..shape.len())
-        .map(|i| if r.axes.contains(&i) { iix[i].clone() } else { oix[i].clone() })
+        .map(|i| {
+            if r.axes.contains(&i) {
+                iix[i].clone()
+            } else {
+                oix[i].clone()
+            }
+        })
         .collect();
     let lit = |v: f64| super::access::lit(d, v);
     let (init, op) = match r.kind {
@@ -107,7 +113,11 @@ pub(crate) fn pool(cx: &mut Cx, p: &Pool, node: &Node) -> Result<Vec<Stmt>, Stri
         );
         padded = and(
             padded,
-            Expr::bin(BinOp::Lt, pos.clone(), Expr::Int(h + p.pads[nsp + dd] as i64)),
+            Expr::bin(
+                BinOp::Lt,
+                pos.clone(),
+                Expr::Int(h + p.pads[nsp + dd] as i64),
+            ),
         );
         ix.push(clamp(pos, h));
     }
@@ -131,7 +141,10 @@ pub(crate) fn pool(cx: &mut Cx, p: &Pool, node: &Node) -> Result<Vec<Stmt>, Stri
         PoolKind::Avg => {
             b.push(Stmt::Set {
                 name: "acc".into(),
-                value: add(Expr::local("acc"), Expr::select(inside.clone(), x, lit(0.0))),
+                value: add(
+                    Expr::local("acc"),
+                    Expr::select(inside.clone(), x, lit(0.0)),
+                ),
             });
             let counted = if p.count_include_pad { padded } else { inside };
             b.push(Stmt::Set {
@@ -141,7 +154,11 @@ pub(crate) fn pool(cx: &mut Cx, p: &Pool, node: &Node) -> Result<Vec<Stmt>, Stri
             div(Expr::local("acc"), Expr::local("cnt"))
         }
     };
-    let init = if p.kind == PoolKind::Max { f64::NEG_INFINITY } else { 0.0 };
+    let init = if p.kind == PoolKind::Max {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
     let mut row = vec![
         Stmt::Let {
             name: "acc".into(),
@@ -156,6 +173,9 @@ pub(crate) fn pool(cx: &mut Cx, p: &Pool, node: &Node) -> Result<Vec<Stmt>, Stri
     ];
     row.extend(nest(&wls, b));
     row.extend(cx.epilogue(node.outputs[0], oix, result)?);
-    cx.parallel_if(&loops, out.iter().product::<usize>() * p.kernel.iter().product::<usize>());
+    cx.parallel_if(
+        &loops,
+        out.iter().product::<usize>() * p.kernel.iter().product::<usize>(),
+    );
     Ok(nest(&loops, row))
 }

@@ -1,0 +1,386 @@
+//! The tiled matrix product in LLVM IR, BLIS style: each task is one
+//! (batch, M block, N block); per `kc` slice of K it packs the operands that
+//! are not packed at compile time, then runs an `mr x nr` register-tile
+//! micro-kernel (vector FMAs on broadcast A and two B vectors) over the
+//! panels. Edge tiles run the same full micro-kernel on zero-padded panels and
+//! store only their valid part. The epilogue (bias, activation, residual)
+//! runs on each finished tile while it is hot; with more than one K slice the
+//! partial sums wait in a per-task buffer.
+
+use super::emit::Func;
+use kiln_ir::kernel::{Gemm, Operand};
+use kiln_ir::DType;
+
+/// Emits a matrix product over tasks `range` (all tasks when `None`).
+pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Result<(), String> {
+    let s =
+        f.k.schedule
+            .gemm
+            .ok_or_else(|| format!("kernel '{}': matrix product without a schedule", f.k.name))?;
+    let (mr, nr) = (s.mr, s.nr);
+    let w = nr / 2;
+    if !(nr % 2 == 0 && matches!(w, 4 | 8 | 16)) {
+        return Err(format!(
+            "kernel '{}': nr = {nr} is not two vectors of 4, 8 or 16",
+            f.k.name
+        ));
+    }
+    let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
+    let tiles = g.tiles(&s);
+    let total: usize = tiles.iter().product();
+    let (mc_r, nc_r) = (s.mc.div_ceil(mr) * mr, s.nc.div_ceil(nr) * nr);
+    let nk = k_ext.div_ceil(s.kc);
+    let align = |x: usize| x.div_ceil(64) * 64;
+    let a_off = align(f.gemm_scratch);
+    let a_size = if matches!(g.a, Operand::Expr(_)) {
+        mc_r * s.kc * 4
+    } else {
+        0
+    };
+    let b_off = align(a_off + a_size);
+    let b_size = if matches!(g.b, Operand::Expr(_)) {
+        s.kc * nc_r * 4
+    } else {
+        0
+    };
+    let p_off = align(b_off + b_size);
+    let apack = f.ins(
+        "apk",
+        &format!("getelementptr inbounds i8, ptr %scratch, i64 {a_off}"),
+    );
+    let bpack = f.ins(
+        "bpk",
+        &format!("getelementptr inbounds i8, ptr %scratch, i64 {b_off}"),
+    );
+    let part = f.ins(
+        "part",
+        &format!("getelementptr inbounds i8, ptr %scratch, i64 {p_off}"),
+    );
+    let ctile = f.alloca("float", mr * nr, 64);
+
+    let total_s = total.to_string();
+    let (lo, hi) = range.unwrap_or(("0", &total_s));
+    let task = f.begin_loop(lo, hi);
+    // Task index to (batch.., M block, N block), last fastest.
+    let mut rest = task.0.clone();
+    let mut idx = vec![String::new(); tiles.len()];
+    for d in (0..tiles.len()).rev() {
+        idx[d] = f.ins("ti", &format!("urem i64 {rest}, {}", tiles[d]));
+        rest = f.ins("tq", &format!("udiv i64 {rest}, {}", tiles[d]));
+    }
+    for (b, v) in g.batch.iter().zip(&idx) {
+        f.vars.insert(b.0.clone(), v.clone());
+    }
+    let nb = g.batch.len();
+    let m0 = f.ins("m0", &format!("mul nuw nsw i64 {}, {}", idx[nb], s.mc));
+    let n0 = f.ins("n0", &format!("mul nuw nsw i64 {}, {}", idx[nb + 1], s.nc));
+    let mcur = min_rest(f, s.mc, m_ext, &m0);
+    let ncur = min_rest(f, s.nc, n_ext, &n0);
+    let mpan = f.ins("mp", &format!("add nuw nsw i64 {mcur}, {}", mr - 1));
+    let mpan = f.ins("mp", &format!("udiv i64 {mpan}, {mr}"));
+    let npan = f.ins("np", &format!("add nuw nsw i64 {ncur}, {}", nr - 1));
+    let npan = f.ins("np", &format!("udiv i64 {npan}, {nr}"));
+
+    let kb = f.begin_loop("0", &nk.to_string());
+    let k0 = f.ins("k0", &format!("mul nuw nsw i64 {}, {}", kb.0, s.kc));
+    let kcur = min_rest(f, s.kc, k_ext, &k0);
+    if let Operand::Expr(e) = &g.a {
+        pack(
+            f,
+            e,
+            (&g.m.0, &g.k.0),
+            (&m0, &mcur, &mpan),
+            (&k0, &kcur),
+            (mr, s.kc),
+            &apack,
+            true,
+        )?;
+    }
+    if let Operand::Expr(e) = &g.b {
+        pack(
+            f,
+            e,
+            (&g.n.0, &g.k.0),
+            (&n0, &ncur, &npan),
+            (&k0, &kcur),
+            (nr, s.kc),
+            &bpack,
+            false,
+        )?;
+    }
+    let jr = f.begin_loop("0", &npan);
+    let bptr = panel_ptr(f, &g.b, &bpack, (&n0, &jr.0, &k0), (nr, s.kc, k_ext))?;
+    let ir = f.begin_loop("0", &mpan);
+    let aptr = panel_ptr(f, &g.a, &apack, (&m0, &ir.0, &k0), (mr, s.kc, k_ext))?;
+    micro(f, &aptr, &bptr, &kcur, (mr, nr, w), &ctile);
+
+    // Store the tile: valid rows and columns only.
+    let i_base = f.ins("ib", &format!("mul nuw nsw i64 {}, {mr}", ir.0));
+    let j_base = f.ins("jb", &format!("mul nuw nsw i64 {}, {nr}", jr.0));
+    let mrem = min_rest(f, mr, 0, &i_base);
+    let mrem = min_of(f, &mrem, &mcur, &i_base);
+    let nrem = min_rest(f, nr, 0, &j_base);
+    let nrem = min_of(f, &nrem, &ncur, &j_base);
+    let i = f.begin_loop("0", &mrem);
+    let j = f.begin_loop("0", &nrem);
+    let ci = f.ins("ci", &format!("mul nuw nsw i64 {}, {nr}", i.0));
+    let ci = f.ins("ci", &format!("add nuw nsw i64 {ci}, {}", j.0));
+    let cp = f.ins(
+        "cp",
+        &format!("getelementptr inbounds float, ptr {ctile}, i64 {ci}"),
+    );
+    let c = f.ins("c", &format!("load float, ptr {cp}"));
+    let li = f.ins("li", &format!("add nuw nsw i64 {i_base}, {}", i.0));
+    let lj = f.ins("lj", &format!("add nuw nsw i64 {j_base}, {}", j.0));
+    let mv = f.ins("mv", &format!("add nuw nsw i64 {m0}, {li}"));
+    let nv = f.ins("nv", &format!("add nuw nsw i64 {n0}, {lj}"));
+    f.vars.insert(g.m.0.clone(), mv);
+    f.vars.insert(g.n.0.clone(), nv);
+    if nk == 1 {
+        epilogue(f, g, &c)?;
+    } else {
+        let pi = f.ins("pi", &format!("mul nuw nsw i64 {li}, {nc_r}"));
+        let pi = f.ins("pi", &format!("add nuw nsw i64 {pi}, {lj}"));
+        let pp = f.ins(
+            "pp",
+            &format!("getelementptr inbounds float, ptr {part}, i64 {pi}"),
+        );
+        let prev = f.ins("pv", &format!("load float, ptr {pp}"));
+        let first = f.ins("fst", &format!("icmp eq i64 {}, 0", kb.0));
+        let prev = f.ins("pv", &format!("select i1 {first}, float 0.0, float {prev}"));
+        let tot = f.ins("tot", &format!("fadd float {c}, {prev}"));
+        let last = f.ins("lst", &format!("icmp eq i64 {}, {}", kb.0, nk - 1));
+        let (epi, keep, join) = (f.label("epi"), f.label("keep"), f.label("join"));
+        f.line(&format!("br i1 {last}, label %{epi}, label %{keep}"));
+        f.start(&keep);
+        f.line(&format!("store float {tot}, ptr {pp}"));
+        f.line(&format!("br label %{join}"));
+        f.start(&epi);
+        epilogue(f, g, &tot)?;
+        f.line(&format!("br label %{join}"));
+        f.start(&join);
+    }
+    f.end_loop(j, None);
+    f.end_loop(i, None);
+    f.end_loop(ir, None);
+    f.end_loop(jr, None);
+    f.end_loop(kb, None);
+    f.end_loop(task, None);
+    Ok(())
+}
+
+/// `min(block, extent - at)`, or `min(block, at)`-style clamps: with
+/// `extent == 0` just `block` (the caller clamps further).
+fn min_rest(f: &mut Func, block: usize, extent: usize, at: &str) -> String {
+    if extent == 0 {
+        return block.to_string();
+    }
+    let r = f.ins("r", &format!("sub nsw i64 {extent}, {at}"));
+    let c = f.ins("r", &format!("icmp slt i64 {r}, {block}"));
+    f.ins("r", &format!("select i1 {c}, i64 {r}, i64 {block}"))
+}
+
+/// `min(a, total - base)`.
+fn min_of(f: &mut Func, a: &str, total: &str, base: &str) -> String {
+    let r = f.ins("r", &format!("sub nsw i64 {total}, {base}"));
+    let c = f.ins("r", &format!("icmp slt i64 {r}, {a}"));
+    f.ins("r", &format!("select i1 {c}, i64 {r}, i64 {a}"))
+}
+
+/// Packs one operand's slice into `[panels, kc, r]`: element `(x, k)` of the
+/// block starting at `x0`/`k0`, zero past the valid `xcur` rows. A reads
+/// along K (`k_inner`), B along N: the contiguous direction loops inside.
+fn pack(
+    f: &mut Func,
+    e: &kiln_ir::kernel::Expr,
+    (xvar, kvar): (&str, &str),
+    (x0, xcur, pans): (&str, &str, &str),
+    (k0, kcur): (&str, &str),
+    (r, kc): (usize, usize),
+    dst: &str,
+    k_inner: bool,
+) -> Result<(), String> {
+    let p = f.begin_loop("0", pans);
+    let base = f.ins("xb", &format!("mul nuw nsw i64 {}, {r}", p.0));
+    let valid = min_rest(f, r, 0, &base);
+    let valid = min_of(f, &valid, xcur, &base);
+    let pbase = f.ins("pb", &format!("mul nuw nsw i64 {}, {}", p.0, kc * r));
+    let (outer, inner) = if k_inner {
+        (valid.as_str(), kcur)
+    } else {
+        (kcur, valid.as_str())
+    };
+    let lo = f.begin_loop("0", outer);
+    let li = f.begin_loop("0", inner);
+    let (xi, ki) = if k_inner {
+        (&lo.0, &li.0)
+    } else {
+        (&li.0, &lo.0)
+    };
+    let (xi, ki) = (xi.clone(), ki.clone());
+    let xl = f.ins("xl", &format!("add nuw nsw i64 {base}, {xi}"));
+    let xg = f.ins("xg", &format!("add nuw nsw i64 {x0}, {xl}"));
+    f.vars.insert(xvar.to_string(), xg);
+    let kg = f.ins("kg", &format!("add nuw nsw i64 {k0}, {ki}"));
+    f.vars.insert(kvar.to_string(), kg);
+    let (v, d) = f.expr(e)?;
+    let v = f.cast(&v, d, DType::F32);
+    let at = f.ins("at", &format!("mul nuw nsw i64 {ki}, {r}"));
+    let at = f.ins("at", &format!("add nuw nsw i64 {at}, {xi}"));
+    let at = f.ins("at", &format!("add nuw nsw i64 {at}, {pbase}"));
+    let ptr = f.ins(
+        "pp",
+        &format!("getelementptr inbounds float, ptr {dst}, i64 {at}"),
+    );
+    f.line(&format!("store float {v}, ptr {ptr}"));
+    f.end_loop(li, None);
+    f.end_loop(lo, None);
+    // Zero the rows past the edge so the micro-kernel may read them.
+    let z = f.begin_loop(&valid, &r.to_string());
+    let k = f.begin_loop("0", kcur);
+    let at = f.ins("at", &format!("mul nuw nsw i64 {}, {r}", k.0));
+    let at = f.ins("at", &format!("add nuw nsw i64 {at}, {}", z.0));
+    let at = f.ins("at", &format!("add nuw nsw i64 {at}, {pbase}"));
+    let ptr = f.ins(
+        "pp",
+        &format!("getelementptr inbounds float, ptr {dst}, i64 {at}"),
+    );
+    f.line(&format!("store float 0.0, ptr {ptr}"));
+    f.end_loop(k, None);
+    f.end_loop(z, None);
+    f.end_loop(p, None);
+    Ok(())
+}
+
+/// The first element of panel `p` of the block at `x0`, K slice at `k0`: in
+/// the run-time pack (`[panels, kc, r]`) or in the compile-time one
+/// (`[ceil(X/r), K, r]`).
+fn panel_ptr(
+    f: &mut Func,
+    op: &Operand,
+    pack: &str,
+    (x0, p, k0): (&str, &str, &str),
+    (r, kc, k_ext): (usize, usize, usize),
+) -> Result<String, String> {
+    match op {
+        Operand::Expr(_) => {
+            let at = f.ins("pa", &format!("mul nuw nsw i64 {p}, {}", kc * r));
+            Ok(f.ins(
+                "pa",
+                &format!("getelementptr inbounds float, ptr {pack}, i64 {at}"),
+            ))
+        }
+        Operand::Packed(b) => {
+            let buf = f.bufs[b.0 as usize].0.clone();
+            let pan = f.ins("pa", &format!("udiv i64 {x0}, {r}"));
+            let pan = f.ins("pa", &format!("add nuw nsw i64 {pan}, {p}"));
+            let at = f.ins("pa", &format!("mul nuw nsw i64 {pan}, {k_ext}"));
+            let at = f.ins("pa", &format!("add nuw nsw i64 {at}, {k0}"));
+            let at = f.ins("pa", &format!("mul nuw nsw i64 {at}, {r}"));
+            Ok(f.ins(
+                "pa",
+                &format!("getelementptr inbounds float, ptr {buf}, i64 {at}"),
+            ))
+        }
+    }
+}
+
+/// The register tile: `mr x (nr / w)` vector accumulators over `kcur` steps,
+/// stored to `ctile` (row-major `mr x nr`) at the end.
+fn micro(
+    f: &mut Func,
+    a: &str,
+    b: &str,
+    kcur: &str,
+    (mr, nr, w): (usize, usize, usize),
+    ctile: &str,
+) {
+    let nv = nr / w;
+    let vt = format!("<{w} x float>");
+    let fma = format!("llvm.fma.v{w}f32");
+    f.m.declare(&format!("declare {vt} @{fma}({vt}, {vt}, {vt})"));
+    let head = f.label("mk");
+    let body = f.label("mkb");
+    let exit = f.label("mkx");
+    let pre = f.block.clone();
+    let kk = f.fresh("kk");
+    let kn = f.fresh("kkn");
+    let acc: Vec<Vec<String>> = (0..mr)
+        .map(|_| (0..nv).map(|_| f.fresh("c")).collect())
+        .collect();
+    let nxt: Vec<Vec<String>> = (0..mr)
+        .map(|_| (0..nv).map(|_| f.fresh("cn")).collect())
+        .collect();
+    f.line(&format!("br label %{head}"));
+    f.start(&head);
+    f.line(&format!("{kk} = phi i64 [ 0, %{pre} ], [ {kn}, %{body} ]"));
+    for i in 0..mr {
+        for v in 0..nv {
+            f.line(&format!(
+                "{} = phi {vt} [ zeroinitializer, %{pre} ], [ {}, %{body} ]",
+                acc[i][v], nxt[i][v]
+            ));
+        }
+    }
+    let c = f.ins("mc", &format!("icmp slt i64 {kk}, {kcur}"));
+    f.line(&format!("br i1 {c}, label %{body}, label %{exit}"));
+    f.start(&body);
+    let bo = f.ins("bo", &format!("mul nuw nsw i64 {kk}, {nr}"));
+    let bvs: Vec<String> = (0..nv)
+        .map(|v| {
+            let o = f.ins("bo", &format!("add nuw nsw i64 {bo}, {}", v * w));
+            let p = f.ins(
+                "bp",
+                &format!("getelementptr inbounds float, ptr {b}, i64 {o}"),
+            );
+            f.ins("bv", &format!("load {vt}, ptr {p}, align 4"))
+        })
+        .collect();
+    let ao = f.ins("ao", &format!("mul nuw nsw i64 {kk}, {mr}"));
+    for i in 0..mr {
+        let o = f.ins("ao", &format!("add nuw nsw i64 {ao}, {i}"));
+        let p = f.ins(
+            "ap",
+            &format!("getelementptr inbounds float, ptr {a}, i64 {o}"),
+        );
+        let s = f.ins("as", &format!("load float, ptr {p}, align 4"));
+        let ins = f.ins(
+            "ai",
+            &format!("insertelement {vt} poison, float {s}, i64 0"),
+        );
+        let sp = f.ins(
+            "av",
+            &format!("shufflevector {vt} {ins}, {vt} poison, <{w} x i32> zeroinitializer"),
+        );
+        for v in 0..nv {
+            f.line(&format!(
+                "{} = call {vt} @{fma}({vt} {sp}, {vt} {}, {vt} {})",
+                nxt[i][v], bvs[v], acc[i][v]
+            ));
+        }
+    }
+    f.line(&format!("{kn} = add nuw nsw i64 {kk}, 1"));
+    let meta =
+        f.m.loop_meta(&["!\"llvm.loop.unroll.count\", i32 4".to_string()]);
+    f.line(&format!("br label %{head}, !llvm.loop {meta}"));
+    f.start(&exit);
+    for (i, row) in acc.iter().enumerate() {
+        for (v, a) in row.iter().enumerate() {
+            let p = f.ins(
+                "cs",
+                &format!(
+                    "getelementptr inbounds float, ptr {ctile}, i64 {}",
+                    i * nr + v * w
+                ),
+            );
+            f.line(&format!("store {vt} {a}, ptr {p}, align 4"));
+        }
+    }
+}
+
+/// The epilogue for one element: `acc = total`, then `out[index] = value`.
+fn epilogue(f: &mut Func, g: &Gemm, total: &str) -> Result<(), String> {
+    f.set_local(&g.acc, DType::F32, total);
+    let (v, _) = f.expr(&g.value)?;
+    f.store(g.out, &g.index, &v)
+}
