@@ -57,6 +57,31 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp\n  kiln run mode
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Time a model on a target: one JSON line with the median and spread.
+    #[command(
+        after_help = "Inputs are random (seed 0). Prints one JSON object: model, target, threads,\n\
+iters, median_ms, p10_ms, p90_ms, gflops (the model's FLOPs over the median).\n\n\
+Example:\n  kiln bench models/gpt2_block.onnx --target cpu-llvm --threads 2 --iters 50"
+    )]
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Where to run: interp or cpu-llvm.
+        #[arg(long, default_value = "cpu-llvm")]
+        target: String,
+        /// Threads for compiled targets (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Also print each kernel's mean time (stderr).
+        #[arg(long)]
+        profile: bool,
+    },
     /// Measure this CPU's peak FLOP/s and memory bandwidth for the cost model.
     #[command(
         after_help = "The figures are stored as JSON in $KILN_CPU_TARGET, else\n\
@@ -337,6 +362,56 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
             seed,
             out_dir,
         } => run(&model, &target, threads, &inputs, seed, out_dir.as_deref()),
+        Cmd::Bench {
+            model,
+            target,
+            threads,
+            iters,
+            warmup,
+            profile,
+        } => {
+            let (m, _) = load(&model, &bindings(&model)?)?;
+            let t = Target::from_name(&target)?;
+            let exe = m.compile(t, threads)?;
+            let feed = m.random_inputs(0);
+            for _ in 0..warmup {
+                exe.run(&feed)?;
+            }
+            exe.take_step_times();
+            let mut ms = Vec::with_capacity(iters.max(1));
+            for _ in 0..iters.max(1) {
+                let t0 = std::time::Instant::now();
+                exe.run(&feed)?;
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            if profile {
+                for (name, t) in exe.take_step_times() {
+                    eprintln!("{:>10.3} ms  {name}", t * 1e3 / ms.len() as f64);
+                }
+            }
+            ms.sort_by(f64::total_cmp);
+            let q = |f: f64| ms[((ms.len() - 1) as f64 * f).round() as usize];
+            let threads = if threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                threads
+            };
+            let flops = m.graph.flops() as f64;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "model": model.model.display().to_string(),
+                    "target": target,
+                    "threads": threads,
+                    "iters": ms.len(),
+                    "median_ms": q(0.5),
+                    "p10_ms": q(0.1),
+                    "p90_ms": q(0.9),
+                    "gflops": flops / (q(0.5) * 1e6),
+                })
+            );
+            Ok(())
+        }
         Cmd::Calibrate { out } => {
             let (t, path) = kiln::calibrate::calibrate(out)?;
             println!(

@@ -1,8 +1,9 @@
 //! ONNX backend node-test conformance: every case whose ops kiln supports runs
 //! through the importer and the reference interpreter and is compared with onnx's
 //! expected outputs, and its optimized graph (the e-graph optimizer for the CPU
-//! cost model) must agree with the imported one (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance`
-//! says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
+//! cost model) must agree with the imported one, and the optimized graph
+//! compiled for the CPU by LLVM (`cpu-llvm`, two threads) must give onnx's
+//! outputs too (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance` says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
 //! case in `tests/conformance/passing.txt` stops passing, or when fewer than 95%
 //! of the single-node cases of the foundation op list pass.
 //!
@@ -184,9 +185,35 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
         for ((name, got), want) in imported.output_names.iter().zip(&opt_outs).zip(&outs) {
             compare(name, got, want).map_err(|m| format!("optimized: {m}"))?;
         }
+        // Compiled code (the optimized graph, two threads) against onnx's outputs.
+        let exe = kiln_backends::LlvmBackend { threads: 2 }
+            .executor(&opt.graph)
+            .map_err(|e| format!("cpu-llvm: {e}"))?;
+        let ordered: Vec<&Tensor> = opt
+            .graph
+            .inputs
+            .iter()
+            .map(|v| &inputs[&opt.graph.value(*v).name])
+            .collect();
+        for st in &exe.program().steps {
+            let c = match st {
+                kiln_passes::lower::Step::Kernel { .. } => &KERNELS,
+                kiln_passes::lower::Step::Host { .. } => &HOST_STEPS,
+            };
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let llvm_outs = exe.run(&ordered).map_err(|e| format!("cpu-llvm: {e}"))?;
+        for (i, (name, got)) in imported.output_names.iter().zip(&llvm_outs).enumerate() {
+            let want = read_pb(&set.join(format!("output_{i}.pb")))?;
+            compare(name, got, &want).map_err(|m| format!("cpu-llvm: {m}"))?;
+        }
     }
     Ok(())
 }
+
+/// Compiled kernels and host steps the cpu-llvm runs used (printed at the end).
+static KERNELS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HOST_STEPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[derive(Default)]
 struct Row {
@@ -286,6 +313,11 @@ fn onnx_node_conformance() {
     let pct = 100.0 * elig_passed as f64 / elig.max(1) as f64;
     println!("\nsingle-node cases of the foundation op list (kiln dtypes): {elig_passed}/{elig} pass ({pct:.1}%)");
     println!("{passed} passed, {failed} failed, {skipped} skipped");
+    println!(
+        "cpu-llvm ran {} compiled kernels and {} host steps",
+        KERNELS.load(std::sync::atomic::Ordering::Relaxed),
+        HOST_STEPS.load(std::sync::atomic::Ordering::Relaxed)
+    );
 
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/passing.txt");
     if std::env::var_os("KILN_UPDATE_PASSING").is_some() {

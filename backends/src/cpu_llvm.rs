@@ -58,4 +58,8 @@ impl Executable for Compiled {
             .collect::<Result<_, _>>()?;
         self.0.run(&ordered).map_err(TargetError::Backend)
     }
+
+    fn take_step_times(&self) -> Vec<(String, f64)> {
+        self.0.take_times()
+    }
 }

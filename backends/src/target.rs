@@ -109,4 +109,10 @@ pub trait Backend {
 pub trait Executable {
     /// Runs on named inputs; returns the outputs in graph order.
     fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, TargetError>;
+
+    /// Seconds each step took, summed over the runs since the last call
+    /// (compiled targets; empty elsewhere).
+    fn take_step_times(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
 }

@@ -2,10 +2,10 @@
 //! (batch, M block, N block); per `kc` slice of K it packs the operands that
 //! are not packed at compile time, then runs an `mr x nr` register-tile
 //! micro-kernel (vector FMAs on broadcast A and two B vectors) over the
-//! panels. Edge tiles run the same full micro-kernel on zero-padded panels and
-//! store only their valid part. The epilogue (bias, activation, residual)
-//! runs on each finished tile while it is hot; with more than one K slice the
-//! partial sums wait in a per-task buffer.
+//! panels, adding into the task's block of sums. Edge tiles run the same full
+//! micro-kernel on zero-padded panels. When K is done, the epilogue (bias,
+//! activation, residual) runs over the block's valid part as a vectorizable
+//! loop nest and stores the results.
 
 use super::emit::Func;
 use kiln_ir::kernel::{Gemm, Operand};
@@ -56,7 +56,6 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
         "part",
         &format!("getelementptr inbounds i8, ptr %scratch, i64 {p_off}"),
     );
-    let ctile = f.alloca("float", mr * nr, 64);
 
     let total_s = total.to_string();
     let (lo, hi) = range.unwrap_or(("0", &total_s));
@@ -112,63 +111,41 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
     let bptr = panel_ptr(f, &g.b, &bpack, (&n0, &jr.0, &k0), (nr, s.kc, k_ext))?;
     let ir = f.begin_loop("0", &mpan);
     let aptr = panel_ptr(f, &g.a, &apack, (&m0, &ir.0, &k0), (mr, s.kc, k_ext))?;
-    micro(f, &aptr, &bptr, &kcur, (mr, nr, w), &ctile);
-
-    // Store the tile: valid rows and columns only.
-    let i_base = f.ins("ib", &format!("mul nuw nsw i64 {}, {mr}", ir.0));
-    let j_base = f.ins("jb", &format!("mul nuw nsw i64 {}, {nr}", jr.0));
-    let mrem = min_rest(f, mr, 0, &i_base);
-    let mrem = min_of(f, &mrem, &mcur, &i_base);
-    let nrem = min_rest(f, nr, 0, &j_base);
-    let nrem = min_of(f, &nrem, &ncur, &j_base);
-    let i = f.begin_loop("0", &mrem);
-    let j = f.begin_loop("0", &nrem);
-    let ci = f.ins("ci", &format!("mul nuw nsw i64 {}, {nr}", i.0));
-    let ci = f.ins("ci", &format!("add nuw nsw i64 {ci}, {}", j.0));
-    let cp = f.ins(
+    let first = f.ins("fst", &format!("icmp eq i64 {}, 0", kb.0));
+    let row = f.ins("cr", &format!("mul nuw nsw i64 {}, {}", ir.0, mr * nc_r));
+    let col = f.ins("cc", &format!("mul nuw nsw i64 {}, {nr}", jr.0));
+    let at = f.ins("ca", &format!("add nuw nsw i64 {row}, {col}"));
+    let cptr = f.ins(
         "cp",
-        &format!("getelementptr inbounds float, ptr {ctile}, i64 {ci}"),
+        &format!("getelementptr inbounds float, ptr {part}, i64 {at}"),
     );
-    let c = f.ins("c", &format!("load float, ptr {cp}"));
-    let li = f.ins("li", &format!("add nuw nsw i64 {i_base}, {}", i.0));
-    let lj = f.ins("lj", &format!("add nuw nsw i64 {j_base}, {}", j.0));
-    let mv = f.ins("mv", &format!("add nuw nsw i64 {m0}, {li}"));
-    let nv = f.ins("nv", &format!("add nuw nsw i64 {n0}, {lj}"));
-    f.vars.insert(g.m.0.clone(), mv);
-    f.vars.insert(g.n.0.clone(), nv);
-    if nk == 1 {
-        epilogue(f, g, &c)?;
-    } else {
-        let pi = f.ins("pi", &format!("mul nuw nsw i64 {li}, {nc_r}"));
-        let pi = f.ins("pi", &format!("add nuw nsw i64 {pi}, {lj}"));
-        let pp = f.ins(
-            "pp",
-            &format!("getelementptr inbounds float, ptr {part}, i64 {pi}"),
-        );
-        let prev = f.ins("pv", &format!("load float, ptr {pp}"));
-        let first = f.ins("fst", &format!("icmp eq i64 {}, 0", kb.0));
-        let prev = f.ins("pv", &format!("select i1 {first}, float 0.0, float {prev}"));
-        let tot = f.ins("tot", &format!("fadd float {c}, {prev}"));
-        let last = f.ins("lst", &format!("icmp eq i64 {}, {}", kb.0, nk - 1));
-        let (epi, keep, join) = (f.label("epi"), f.label("keep"), f.label("join"));
-        f.line(&format!("br i1 {last}, label %{epi}, label %{keep}"));
-        f.start(&keep);
-        f.line(&format!("store float {tot}, ptr {pp}"));
-        f.line(&format!("br label %{join}"));
-        f.start(&epi);
-        epilogue(f, g, &tot)?;
-        f.line(&format!("br label %{join}"));
-        f.start(&join);
-    }
-    f.end_loop(j, None);
-    f.end_loop(i, None);
+    micro(f, &aptr, &bptr, &kcur, (mr, nr, w, nc_r), (&cptr, &first));
     f.end_loop(ir, None);
     f.end_loop(jr, None);
     f.end_loop(kb, None);
+
+    // The epilogue over the valid part of the block.
+    let i = f.begin_loop("0", &mcur);
+    let j = f.begin_loop("0", &ncur);
+    let ci = f.ins("ci", &format!("mul nuw nsw i64 {}, {nc_r}", i.0));
+    let ci = f.ins("ci", &format!("add nuw nsw i64 {ci}, {}", j.0));
+    let cp = f.ins(
+        "cp",
+        &format!("getelementptr inbounds float, ptr {part}, i64 {ci}"),
+    );
+    let c = f.ins("c", &format!("load float, ptr {cp}"));
+    let mv = f.ins("mv", &format!("add nuw nsw i64 {m0}, {}", i.0));
+    let nv = f.ins("nv", &format!("add nuw nsw i64 {n0}, {}", j.0));
+    f.vars.insert(g.m.0.clone(), mv);
+    f.vars.insert(g.n.0.clone(), nv);
+    epilogue(f, g, &c)?;
+    let meta =
+        f.m.loop_meta(&["!\"llvm.loop.vectorize.enable\", i1 true".to_string()]);
+    f.end_loop(j, Some(meta));
+    f.end_loop(i, None);
     f.end_loop(task, None);
     Ok(())
 }
-
 /// `min(block, extent - at)`, or `min(block, at)`-style clamps: with
 /// `extent == 0` just `block` (the caller clamps further).
 fn min_rest(f: &mut Func, block: usize, extent: usize, at: &str) -> String {
@@ -190,6 +167,7 @@ fn min_of(f: &mut Func, a: &str, total: &str, base: &str) -> String {
 /// Packs one operand's slice into `[panels, kc, r]`: element `(x, k)` of the
 /// block starting at `x0`/`k0`, zero past the valid `xcur` rows. A reads
 /// along K (`k_inner`), B along N: the contiguous direction loops inside.
+#[allow(clippy::too_many_arguments)]
 fn pack(
     f: &mut Func,
     e: &kiln_ir::kernel::Expr,
@@ -286,19 +264,49 @@ fn panel_ptr(
 }
 
 /// The register tile: `mr x (nr / w)` vector accumulators over `kcur` steps,
-/// stored to `ctile` (row-major `mr x nr`) at the end.
+/// starting from zero on the first K slice (`first`) and from the block of
+/// sums at `c` (row stride `ldc`) after, and stored back there.
 fn micro(
     f: &mut Func,
     a: &str,
     b: &str,
     kcur: &str,
-    (mr, nr, w): (usize, usize, usize),
-    ctile: &str,
+    (mr, nr, w, ldc): (usize, usize, usize, usize),
+    (c, first): (&str, &str),
 ) {
     let nv = nr / w;
     let vt = format!("<{w} x float>");
     let fma = format!("llvm.fma.v{w}f32");
     f.m.declare(&format!("declare {vt} @{fma}({vt}, {vt}, {vt})"));
+    let cps: Vec<Vec<String>> = (0..mr)
+        .map(|i| {
+            (0..nv)
+                .map(|v| {
+                    f.ins(
+                        "cq",
+                        &format!(
+                            "getelementptr inbounds float, ptr {c}, i64 {}",
+                            i * ldc + v * w
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let init: Vec<Vec<String>> = cps
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|p| {
+                    let old = f.ins("ci", &format!("load {vt}, ptr {p}, align 4"));
+                    f.ins(
+                        "ci",
+                        &format!("select i1 {first}, {vt} zeroinitializer, {vt} {old}"),
+                    )
+                })
+                .collect()
+        })
+        .collect();
     let head = f.label("mk");
     let body = f.label("mkb");
     let exit = f.label("mkx");
@@ -317,13 +325,13 @@ fn micro(
     for i in 0..mr {
         for v in 0..nv {
             f.line(&format!(
-                "{} = phi {vt} [ zeroinitializer, %{pre} ], [ {}, %{body} ]",
-                acc[i][v], nxt[i][v]
+                "{} = phi {vt} [ {}, %{pre} ], [ {}, %{body} ]",
+                acc[i][v], init[i][v], nxt[i][v]
             ));
         }
     }
-    let c = f.ins("mc", &format!("icmp slt i64 {kk}, {kcur}"));
-    f.line(&format!("br i1 {c}, label %{body}, label %{exit}"));
+    let cond = f.ins("mc", &format!("icmp slt i64 {kk}, {kcur}"));
+    f.line(&format!("br i1 {cond}, label %{body}, label %{exit}"));
     f.start(&body);
     let bo = f.ins("bo", &format!("mul nuw nsw i64 {kk}, {nr}"));
     let bvs: Vec<String> = (0..nv)
@@ -364,15 +372,8 @@ fn micro(
         f.m.loop_meta(&["!\"llvm.loop.unroll.count\", i32 4".to_string()]);
     f.line(&format!("br label %{head}, !llvm.loop {meta}"));
     f.start(&exit);
-    for (i, row) in acc.iter().enumerate() {
-        for (v, a) in row.iter().enumerate() {
-            let p = f.ins(
-                "cs",
-                &format!(
-                    "getelementptr inbounds float, ptr {ctile}, i64 {}",
-                    i * nr + v * w
-                ),
-            );
+    for (row, ps) in acc.iter().zip(&cps) {
+        for (a, p) in row.iter().zip(ps) {
             f.line(&format!("store {vt} {a}, ptr {p}, align 4"));
         }
     }

@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn constants_are_f32() {
         for line in super::HELPERS.lines() {
-            for w in line.split(|c: char| c == ' ' || c == ',' || c == ')') {
+            for w in line.split([' ', ',', ')']) {
                 if let Some(h) = w.strip_prefix("0x") {
                     let bits = u64::from_str_radix(h, 16).unwrap();
                     let v = f64::from_bits(bits);

@@ -18,6 +18,8 @@ pub struct Executor {
     memory: Mutex<(AlignedBuf, AlignedBuf)>,
     scratch_stride: usize,
     pool: Pool,
+    /// Seconds spent in each step, summed over runs (`kiln bench --profile`).
+    times: Mutex<Vec<f64>>,
     /// Whatever owns the machine code behind `fns`.
     _code: Box<dyn Any + Send + Sync>,
 }
@@ -77,6 +79,7 @@ impl Executor {
             memory,
             scratch_stride: scratch,
             pool,
+            times: Mutex::new(Vec::new()),
             _code: code,
         })
     }
@@ -89,6 +92,27 @@ impl Executor {
     /// Threads kernels run on.
     pub fn threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// Seconds spent in each step so far, summed over runs, with the step's
+    /// name; and resets the sums.
+    pub fn take_times(&self) -> Vec<(String, f64)> {
+        let mut acc = self.times.lock().unwrap_or_else(|e| e.into_inner());
+        let out = self
+            .program
+            .steps
+            .iter()
+            .zip(acc.iter())
+            .map(|(s, t)| {
+                let name = match s {
+                    Step::Kernel { kernel, .. } => kernel.name.clone(),
+                    Step::Host { name, .. } => format!("host {name}"),
+                };
+                (name, *t)
+            })
+            .collect();
+        acc.clear();
+        out
     }
 
     /// Runs on the graph inputs (in order); returns the outputs in order.
@@ -131,7 +155,9 @@ impl Executor {
         };
         let bytes_of = |s: usize| p.slots[s].ty.numel() * p.slots[s].ty.dtype.size();
         let scratch_base = scratch.ptr() as usize;
-        for (st, f) in p.steps.iter().zip(&self.fns) {
+        let mut times = vec![0.0; p.steps.len()];
+        for ((st, f), time) in p.steps.iter().zip(&self.fns).zip(&mut times) {
+            let t0 = std::time::Instant::now();
             match (st, f) {
                 (Step::Kernel { kernel, args }, Some(f)) => {
                     let a = Args(
@@ -205,6 +231,12 @@ impl Executor {
                     return Err(format!("kernel '{}' was not compiled", kernel.name));
                 }
             }
+            *time = t0.elapsed().as_secs_f64();
+        }
+        {
+            let mut acc = self.times.lock().unwrap_or_else(|e| e.into_inner());
+            acc.resize(times.len(), 0.0);
+            acc.iter_mut().zip(&times).for_each(|(a, t)| *a += t);
         }
         p.outputs
             .iter()

@@ -170,12 +170,12 @@ impl Expr {
     }
 
     /// `a + b`.
-    pub fn add(a: Expr, b: Expr) -> Expr {
+    pub fn plus(a: Expr, b: Expr) -> Expr {
         Expr::bin(BinOp::Add, a, b)
     }
 
     /// `a * b`.
-    pub fn mul(a: Expr, b: Expr) -> Expr {
+    pub fn times(a: Expr, b: Expr) -> Expr {
         Expr::bin(BinOp::Mul, a, b)
     }
 

@@ -220,7 +220,7 @@ impl Gemm {
 
     /// Per-thread packing and accumulation bytes: a packed A block
     /// (`mc x kc`), a packed B panel (`kc x nc`) where B packs at run time, and
-    /// an `mc x nc` partial-sum block where K spans more than one `kc` block.
+    /// the `mc x nc` block of sums the epilogue reads.
     pub fn scratch_bytes(&self, s: &GemmSchedule) -> usize {
         let mc = s.mc.div_ceil(s.mr) * s.mr;
         let nc = s.nc.div_ceil(s.nr) * s.nr;
@@ -231,9 +231,7 @@ impl Gemm {
         if matches!(self.b, Operand::Expr(_)) {
             f += s.kc * nc;
         }
-        if self.k.1 > s.kc {
-            f += mc * nc;
-        }
+        f += mc * nc;
         f * 4 + 3 * 64
     }
 }

@@ -105,9 +105,8 @@ impl Parser<'_> {
             let exp_sign = (c == b'-' || c == b'+')
                 && self.pos > start
                 && matches!(self.s[self.pos - 1], b'e' | b'E');
-            if c.is_ascii_alphanumeric() || (c == b'-' && self.pos == start) || exp_sign {
-                self.pos += 1;
-            } else if c == b'.' && !self.s[self.pos..].starts_with(b"..") {
+            let dot = c == b'.' && !self.s[self.pos..].starts_with(b"..");
+            if c.is_ascii_alphanumeric() || (c == b'-' && self.pos == start) || exp_sign || dot {
                 self.pos += 1;
             } else {
                 break;

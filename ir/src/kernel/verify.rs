@@ -39,10 +39,8 @@ impl Kernel {
         match (has_gemm, s.gemm) {
             (true, None) => return Err("a matrix product needs a gemm schedule".into()),
             (false, Some(_)) => return Err("gemm schedule without a matrix product".into()),
-            (true, Some(g)) => {
-                if [g.mr, g.nr, g.mc, g.kc, g.nc].contains(&0) {
-                    return Err("gemm schedule sizes must be positive".into());
-                }
+            (true, Some(g)) if [g.mr, g.nr, g.mc, g.kc, g.nc].contains(&0) => {
+                return Err("gemm schedule sizes must be positive".into());
             }
             _ => {}
         }

@@ -195,9 +195,9 @@ impl<'a> Access<'a> {
                     } else {
                         start.clamp(-1, n - 1)
                     };
-                    inner.push(Expr::add(
+                    inner.push(Expr::plus(
                         Expr::Int(start),
-                        Expr::mul(e.clone(), Expr::Int(step)),
+                        Expr::times(e.clone(), Expr::Int(step)),
                     ));
                 }
                 self.value(ins[0], &inner)?
@@ -258,7 +258,7 @@ impl<'a> Access<'a> {
                 let iv = cast(DType::I64, self.dtype(ins[1]), iv);
                 let wrapped = Expr::select(
                     Expr::bin(BinOp::Lt, iv.clone(), Expr::Int(0)),
-                    Expr::add(iv.clone(), Expr::Int(n)),
+                    Expr::plus(iv.clone(), Expr::Int(n)),
                     iv,
                 );
                 let clamped = clamp(wrapped, n);
@@ -312,7 +312,7 @@ impl<'a> Access<'a> {
                     let m = Expr::bin(BinOp::Rem, i, Expr::Int(n));
                     Expr::select(
                         Expr::bin(BinOp::Lt, m.clone(), Expr::Int(0)),
-                        Expr::add(m.clone(), Expr::Int(n)),
+                        Expr::plus(m.clone(), Expr::Int(n)),
                         m,
                     )
                 }
@@ -324,7 +324,7 @@ impl<'a> Access<'a> {
                         let m = Expr::bin(BinOp::Rem, i, Expr::Int(per));
                         let m = Expr::select(
                             Expr::bin(BinOp::Lt, m.clone(), Expr::Int(0)),
-                            Expr::add(m.clone(), Expr::Int(per)),
+                            Expr::plus(m.clone(), Expr::Int(per)),
                             m,
                         );
                         Expr::select(
@@ -429,7 +429,7 @@ fn nearest_index(
         .ok_or("resize: coordinate mapping is not a rational step")?;
     let e = Expr::bin(
         BinOp::Div,
-        Expr::add(Expr::mul(o.clone(), Expr::Int(p)), Expr::Int(q)),
+        Expr::plus(Expr::times(o.clone(), Expr::Int(p)), Expr::Int(q)),
         Expr::Int(d),
     );
     Ok(clamp(e, p))
@@ -602,7 +602,7 @@ pub(crate) fn reshape_ix(from: &[usize], to: &[usize], ix: &[Expr]) -> Vec<Expr>
         let (ie, je) = (i.min(from.len()), j.min(to.len()));
         let mut lin = Expr::Int(0);
         for t in si..ie {
-            lin = Expr::add(Expr::mul(lin, Expr::Int(from[t] as i64)), ix[t].clone());
+            lin = Expr::plus(Expr::times(lin, Expr::Int(from[t] as i64)), ix[t].clone());
         }
         let mut rest: i64 = to[sj.min(je)..je].iter().product::<usize>() as i64;
         for (t, &n) in to.iter().enumerate().take(je).skip(sj) {

@@ -85,7 +85,7 @@ pub(crate) fn lower(cx: &mut Cx, at: &Attention, node: &Node) -> Result<Vec<Stmt
     let keys = if at.causal {
         Expr::bin(
             BinOp::Min,
-            Expr::add(i.clone(), Expr::Int(1)),
+            Expr::plus(i.clone(), Expr::Int(1)),
             Expr::Int(sk as i64),
         )
     } else {

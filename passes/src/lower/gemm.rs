@@ -48,7 +48,7 @@ pub(crate) fn matmul(cx: &mut Cx, mm: &MatMul, node: &Node) -> Result<Vec<Stmt>,
         let mtot = out_batch.iter().product::<usize>() * m;
         let mut full = out_batch.clone();
         full.push(m);
-        let mut ix = reshape_ix(&[mtot], &full, &[mvar.clone()]);
+        let mut ix = reshape_ix(&[mtot], &full, std::slice::from_ref(&mvar));
         let mi = ix.pop().expect("m index");
         (Vec::new(), ix, mi, mtot)
     } else {
@@ -96,7 +96,7 @@ pub(crate) fn conv(cx: &mut Cx, c: &Conv, node: &Node) -> Result<Vec<Stmt>, Stri
     let (mvar, nvar, kvar) = (Expr::var("m"), Expr::var("n"), Expr::var("k"));
     let (bix, batch) = index_vars("b", &[xs[0], g]);
     let (nb, gi) = (bix[0].clone(), bix[1].clone());
-    let co = Expr::add(Expr::mul(gi.clone(), Expr::Int(mg as i64)), mvar.clone());
+    let co = Expr::plus(Expr::times(gi.clone(), Expr::Int(mg as i64)), mvar.clone());
     let mut kfull = vec![cg];
     kfull.extend(&ksp);
     let kix = reshape_ix(&[kg], &kfull, &[kvar]);
@@ -107,16 +107,16 @@ pub(crate) fn conv(cx: &mut Cx, c: &Conv, node: &Node) -> Result<Vec<Stmt>, Stri
     let ae = inline_lets(cx.a.take_lets(), ae)?;
     let mut xix = vec![
         nb.clone(),
-        Expr::add(Expr::mul(gi, Expr::Int(cg as i64)), kix[0].clone()),
+        Expr::plus(Expr::times(gi, Expr::Int(cg as i64)), kix[0].clone()),
     ];
     let mut inside: Option<Expr> = None;
     for d in 0..sp {
         let (s, dl, p) = (c.strides[d] as i64, c.dilations[d] as i64, c.pads[d] as i64);
         let i = Expr::bin(
             BinOp::Sub,
-            Expr::add(
-                Expr::mul(oix[d].clone(), Expr::Int(s)),
-                Expr::mul(kix[d + 1].clone(), Expr::Int(dl)),
+            Expr::plus(
+                Expr::times(oix[d].clone(), Expr::Int(s)),
+                Expr::times(kix[d + 1].clone(), Expr::Int(dl)),
             ),
             Expr::Int(p),
         );
@@ -145,8 +145,8 @@ pub(crate) fn conv(cx: &mut Cx, c: &Conv, node: &Node) -> Result<Vec<Stmt>, Stri
     };
     let mut anchor = Expr::local("acc");
     if let Some(&bias) = node.inputs.get(2) {
-        let b = cx.a.value(bias, &[co.clone()])?;
-        anchor = Expr::add(anchor, b);
+        let b = cx.a.value(bias, std::slice::from_ref(&co))?;
+        anchor = Expr::plus(anchor, b);
     }
     let mut anchor_ix = vec![nb, co];
     anchor_ix.extend(oix);

@@ -96,9 +96,9 @@ pub(crate) fn pool(cx: &mut Cx, p: &Pool, node: &Node) -> Result<Vec<Stmt>, Stri
     for dd in 0..nsp {
         let pos = Expr::bin(
             BinOp::Sub,
-            Expr::add(
-                Expr::mul(oix[dd + 2].clone(), Expr::Int(p.strides[dd] as i64)),
-                Expr::mul(wix[dd].clone(), Expr::Int(p.dilations[dd] as i64)),
+            Expr::plus(
+                Expr::times(oix[dd + 2].clone(), Expr::Int(p.strides[dd] as i64)),
+                Expr::times(wix[dd].clone(), Expr::Int(p.dilations[dd] as i64)),
             ),
             Expr::Int(p.pads[dd] as i64),
         );
