@@ -1,6 +1,6 @@
 //! kiln: an ahead-of-time compiler for accelerator kernels. This facade ties the
 //! crates together for the CLI and for frameworks: load a model (ONNX today),
-//! inspect it, and run it on a target.
+//! inspect it, run it on a target, and compile it ahead of time.
 //!
 //! ```no_run
 //! let model = kiln::Model::load("models/mlp.onnx".as_ref(), &Default::default())?;
@@ -10,6 +10,8 @@
 //! ```
 
 pub mod calibrate;
+#[cfg(feature = "cpu-llvm")]
+pub mod compile;
 mod error;
 mod model;
 pub mod npy;

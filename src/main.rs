@@ -28,6 +28,31 @@ enum Cmd {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Print the lowered program instead: each kernel or host step with its
+        /// buffers' arena offsets, and the arena size.
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Compile a model for the CPU: the AOT artifact, or the kernel IR, LLVM IR, assembly.
+    #[command(
+        after_help = "--target x86_64 builds for any x86-64 with AVX2 and FMA (x86-64-v3);\n\
+--target cpu-llvm for this machine's CPU. The AOT artifact (--emit obj, the default) is\n\
+NAME.o, NAME.h, NAME.weights and NAME.json; see examples/aot for a C program using it.\n\n\
+Examples:\n  kiln compile models/mlp.onnx --target x86_64 -o build/mlp\n  \
+kiln compile models/gpt2_block.onnx --emit kernel-ir,llvm,asm -o build/gpt2"
+    )]
+    Compile {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// x86_64 (portable, AVX2+FMA) or cpu-llvm (this CPU).
+        #[arg(long, default_value = "cpu-llvm")]
+        target: String,
+        /// Comma-separated forms: kernel-ir, llvm, asm, obj.
+        #[arg(long, default_value = "obj")]
+        emit: String,
+        /// Output folder (created if missing).
+        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        out: PathBuf,
     },
     /// Run a model and write its outputs as .npy files.
     #[command(
@@ -310,8 +335,13 @@ fn run(
 
 fn main_inner(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
-        Cmd::Inspect { model, json } => {
+        Cmd::Inspect { model, json, plan } => {
             let (m, before) = load(&model, &bindings(&model)?)?;
+            if plan {
+                let spec = kiln_backends::llvm::CpuSpec::host().map_err(Error::Usage)?;
+                print!("{}", kiln::compile::program(&m, &spec, 1)?.plan_text());
+                return Ok(());
+            }
             let Some(before) = before else {
                 let s = m.summary();
                 if json {
@@ -410,6 +440,32 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
                     "gflops": flops / (q(0.5) * 1e6),
                 })
             );
+            Ok(())
+        }
+        Cmd::Compile {
+            model,
+            target,
+            emit,
+            out,
+        } => {
+            let spec = match target.as_str() {
+                "x86_64" => kiln_backends::llvm::CpuSpec::x86_64_v3(),
+                "cpu-llvm" => kiln_backends::llvm::CpuSpec::host().map_err(Error::Usage)?,
+                t => {
+                    return Err(Error::Usage(format!(
+                        "kiln compile: target '{t}' is not compiled ahead of time; targets: x86_64, cpu-llvm"
+                    )))
+                }
+            };
+            let emit = kiln::compile::Emit::parse_list(&emit)?;
+            let (m, _) = load(&model, &bindings(&model)?)?;
+            let stem = model
+                .model
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+            for f in kiln::compile::compile_to_dir(&m, &stem, &emit, &spec, &out)? {
+                println!("wrote {}", f.display());
+            }
             Ok(())
         }
         Cmd::Calibrate { out } => {

@@ -1,0 +1,105 @@
+//! Snapshots of every emitted form for four typical kernels (matmul + bias +
+//! GELU, LayerNorm, Softmax, attention): the kernel IR text, which must also
+//! parse back to the same kernel, and the LLVM IR the cpu-llvm backend emits
+//! for portable x86-64 (AVX2 + FMA) before optimization.
+
+#[path = "../passes/tests/common/mod.rs"]
+mod common;
+
+use common::B;
+use kiln_backends::llvm::{kernel_text, CpuSpec};
+use kiln_ir::kernel::Kernel;
+use kiln_ir::op::*;
+use kiln_ir::{DType, Graph};
+use kiln_passes::lower::{lower, LowerOptions};
+
+fn kernels(g: Graph) -> Vec<Kernel> {
+    let opt = kiln_passes::optimize(&g, &kiln_ir::Target::cpu_default(), &Default::default())
+        .unwrap()
+        .graph;
+    lower(&opt, &LowerOptions::avx2(1))
+        .kernels()
+        .cloned()
+        .collect()
+}
+
+fn snap(name: &str, g: Graph) {
+    let ks = kernels(g);
+    assert_eq!(ks.len(), 1, "{name}: expected one fused kernel");
+    let k = &ks[0];
+    let text = k.to_string();
+    let back = Kernel::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+    assert_eq!(&back, k, "{name}: the text form does not round-trip");
+    insta::assert_snapshot!(format!("{name}_kernel_ir"), text);
+    let ll = kernel_text(k, &CpuSpec::x86_64_v3()).unwrap();
+    insta::assert_snapshot!(format!("{name}_llvm"), ll);
+}
+
+#[test]
+fn matmul_bias_gelu() {
+    let mut b = B::new(1);
+    let x = b.input(&[8, 16]);
+    let w = b.konst(&[16, 20]);
+    let bias = b.konst(&[20]);
+    let mm = MatMul {
+        trans_a: false,
+        trans_b: false,
+    };
+    let y = b.op(mm, &[x, w]);
+    let y = b.op(
+        Binary {
+            kind: BinaryKind::Add,
+        },
+        &[y, bias],
+    );
+    let y = b.op(
+        Unary {
+            kind: UnaryKind::Gelu { tanh: false },
+        },
+        &[y],
+    );
+    snap("matmul_bias_gelu", b.finish(&[y]));
+}
+
+#[test]
+fn layer_norm() {
+    let mut b = B::new(2);
+    let x = b.input(&[4, 24]);
+    let g = b.konst(&[24]);
+    let be = b.konst(&[24]);
+    let ln = LayerNorm {
+        axis: 1,
+        epsilon: 1e-5,
+        stash: DType::F32,
+    };
+    let y = b.op(ln, &[x, g, be]);
+    snap("layer_norm", b.finish(&[y]));
+}
+
+#[test]
+fn softmax() {
+    let mut b = B::new(3);
+    let x = b.input(&[4, 24]);
+    let y = b.op(
+        Softmax {
+            axis: 1,
+            log: false,
+        },
+        &[x],
+    );
+    snap("softmax", b.finish(&[y]));
+}
+
+#[test]
+fn attention() {
+    let mut b = B::new(4);
+    let q = b.input(&[2, 6, 8]);
+    let k = b.input(&[2, 6, 8]);
+    let v = b.input(&[2, 6, 8]);
+    let a = Attention {
+        scale: 0.125,
+        causal: true,
+    };
+    let y = b.op(a, &[q, k, v]);
+    snap("attention", b.finish(&[y]));
+}
