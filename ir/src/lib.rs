@@ -1,7 +1,7 @@
 //! kiln's tensor IR: dtypes, tensor types (with the reserved sharding slot),
 //! tensors held by shared reference, the op table (one definition per op), the
-//! graph container with its verifier and text form, and the reference interpreter
-//! that defines what every op means.
+//! graph container with its verifier and text form, the reference interpreter
+//! that defines what every op means, and the kernel IR one level below.
 
 mod attrs;
 mod dtype;

@@ -30,9 +30,11 @@ pub fn build(p: &Program, name: &str, model: &Model, spec: &CpuSpec) -> Result<A
             Step::Kernel { kernel, .. } => kernel.name = format!("kiln_{name}_{}", kernel.name),
             Step::Host {
                 name: n, reason, ..
-            } => return Err(format!(
+            } => {
+                return Err(format!(
                 "node '{n}' has no compiled kernel ({reason}); it cannot be compiled ahead of time"
-            )),
+            ))
+            }
         }
     }
     // Constants into the weights file.
