@@ -40,8 +40,9 @@ pub fn build(p: &Program, name: &str, model: &Model, spec: &CpuSpec) -> Result<A
     // Constants into the weights file.
     let mut weights = Vec::new();
     let mut const_at = vec![None; p.slots.len()];
+    let used = p.used_slots();
     for (i, s) in p.slots.iter().enumerate() {
-        if let SlotKind::Const(t) = &s.kind {
+        if let (SlotKind::Const(t), true) = (&s.kind, used[i]) {
             weights.resize(align64(weights.len()), 0);
             const_at[i] = Some(weights.len());
             weights.extend_from_slice(t.bytes());
@@ -96,10 +97,11 @@ pub fn build(p: &Program, name: &str, model: &Model, spec: &CpuSpec) -> Result<A
         };
         let n = args.len();
         let _ = writeln!(f, "  %args{si} = alloca [{n} x ptr], align 8");
+        let uses = kernel.used_bufs();
         for (ai, a) in args.iter().enumerate() {
             let v = match a {
-                Some(s) => ptr(&mut f, *s, &format!("s{si}a{ai}"))?,
-                None => "null".to_string(),
+                Some(s) if uses[ai] => ptr(&mut f, *s, &format!("s{si}a{ai}"))?,
+                _ => "null".to_string(),
             };
             let _ = writeln!(
                 f,

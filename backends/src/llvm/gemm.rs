@@ -379,9 +379,21 @@ fn micro(
     }
 }
 
-/// The epilogue for one element: `acc = total`, then `out[index] = value`.
+/// The epilogue for one element: `acc = total`, then `out[index] = value`
+/// where the mask (if any) holds.
 fn epilogue(f: &mut Func, g: &Gemm, total: &str) -> Result<(), String> {
     f.set_local(&g.acc, DType::F32, total);
+    let Some(m) = &g.mask else {
+        let (v, _) = f.expr(&g.value)?;
+        return f.store(g.out, &g.index, &v);
+    };
+    let (c, _) = f.expr(m)?;
+    let (yes, join) = (f.label("mask"), f.label("masked"));
+    f.line(&format!("br i1 {c}, label %{yes}, label %{join}"));
+    f.start(&yes);
     let (v, _) = f.expr(&g.value)?;
-    f.store(g.out, &g.index, &v)
+    f.store(g.out, &g.index, &v)?;
+    f.line(&format!("br label %{join}"));
+    f.start(&join);
+    Ok(())
 }

@@ -39,11 +39,13 @@ impl Executor {
         threads: usize,
         code: Box<dyn Any + Send + Sync>,
     ) -> Result<Executor, String> {
+        let used = program.used_slots();
         let consts = program
             .slots
             .iter()
-            .map(|s| match &s.kind {
-                SlotKind::Const(t) => Some(AlignedBuf::from_bytes(t.bytes())),
+            .zip(&used)
+            .map(|(s, &u)| match &s.kind {
+                SlotKind::Const(t) if u => Some(AlignedBuf::from_bytes(t.bytes())),
                 _ => None,
             })
             .collect();

@@ -146,6 +146,11 @@ impl Env<'_> {
                         acc += a * b;
                     }
                     self.locals.insert(g.acc.clone(), acc as f32 as f64);
+                    if let Some(m) = &g.mask {
+                        if self.expr(m, bufs)? == 0.0 {
+                            continue;
+                        }
+                    }
                     let v = self.expr(&g.value, bufs)?;
                     let at = self.offset(g.out.0 as usize, &g.index, bufs)?;
                     bufs[g.out.0 as usize][at] = round_to(self.k.bufs[g.out.0 as usize].dtype, v);

@@ -83,8 +83,9 @@ pub enum Operand {
     Packed(BufId),
 }
 
-/// `out[index] = value` for every `(batch.., m, n)`, where the local `acc` holds
-/// `sum_k a(batch.., m, k) * b(batch.., k, n)` accumulated in f32.
+/// `out[index] = value` for every `(batch.., m, n)` (where `mask`, when given,
+/// is true), where the local `acc` holds `sum_k a(batch.., m, k) *
+/// b(batch.., k, n)` accumulated in f32.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gemm {
     pub batch: Vec<(String, usize)>,
@@ -97,6 +98,7 @@ pub struct Gemm {
     pub out: BufId,
     pub index: Vec<Expr>,
     pub value: Expr,
+    pub mask: Option<Expr>,
 }
 
 /// A statement.
@@ -171,6 +173,50 @@ impl Kernel {
             .map(BufId)
             .filter(|b| self.buf(*b).role == role)
             .collect()
+    }
+
+    /// For each buffer, whether the body reads or writes it (a matrix
+    /// product reading a packed copy leaves the original unused).
+    pub fn used_bufs(&self) -> Vec<bool> {
+        fn expr(e: &Expr, used: &mut [bool]) {
+            e.walk(&mut |x| {
+                if let Expr::Load(b, _) = x {
+                    used[b.0 as usize] = true;
+                }
+            });
+        }
+        fn block(body: &[Stmt], used: &mut [bool]) {
+            for s in body {
+                match s {
+                    Stmt::For { extent, body, .. } => {
+                        expr(extent, used);
+                        block(body, used);
+                    }
+                    Stmt::Let { init: e, .. } | Stmt::Set { value: e, .. } => expr(e, used),
+                    Stmt::Store { buf, index, value } => {
+                        used[buf.0 as usize] = true;
+                        index.iter().chain([value]).for_each(|e| expr(e, used));
+                    }
+                    Stmt::Gemm(g) => {
+                        used[g.out.0 as usize] = true;
+                        for op in [&g.a, &g.b] {
+                            match op {
+                                Operand::Expr(e) => expr(e, used),
+                                Operand::Packed(b) => used[b.0 as usize] = true,
+                            }
+                        }
+                        g.index
+                            .iter()
+                            .chain([&g.value])
+                            .chain(&g.mask)
+                            .for_each(|e| expr(e, used));
+                    }
+                }
+            }
+        }
+        let mut used = vec![false; self.bufs.len()];
+        block(&self.body, &mut used);
+        used
     }
 
     /// Number of tasks the kernel splits into: the extent of its first loop, or

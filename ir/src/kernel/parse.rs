@@ -340,6 +340,11 @@ impl Parser<'_> {
         let index = self.index()?;
         self.expect("=")?;
         let value = self.expr()?;
+        let mask = if self.eat("if") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         self.expect("}")?;
         Ok(Stmt::Gemm(Box::new(Gemm {
             batch,
@@ -352,6 +357,7 @@ impl Parser<'_> {
             out,
             index,
             value,
+            mask,
         })))
     }
 

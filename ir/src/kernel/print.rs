@@ -114,13 +114,19 @@ fn gemm(k: &Kernel, g: &Gemm, depth: usize, out: &mut String) {
         };
     }
     indent(depth + 1, out);
-    let _ = writeln!(
+    let _ = write!(
         out,
         "%{}[{}] = {}",
         k.buf(g.out).name,
         exprs(k, &g.index),
         expr(k, &g.value)
     );
+    match &g.mask {
+        Some(m) => {
+            let _ = writeln!(out, " if {}", expr(k, m));
+        }
+        None => out.push('\n'),
+    }
     indent(depth, out);
     out.push_str("}\n");
 }

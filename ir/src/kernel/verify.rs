@@ -161,6 +161,9 @@ impl Kernel {
         scope.vars.push(g.m.0.clone());
         scope.vars.push(g.n.0.clone());
         scope.locals.insert(g.acc.clone(), DType::F32);
+        if let Some(m) = &g.mask {
+            want(self.ty(m, &scope)?, DType::Bool, "a matrix product's mask")?;
+        }
         self.store(g.out, &g.index, &g.value, &scope)
     }
 

@@ -14,6 +14,8 @@ use kiln_ir::{DType, Graph, Op, Tensor, ValueId};
 pub(crate) struct Lowered {
     pub kernel: Kernel,
     pub extra: Vec<Tensor>,
+    /// The buffer that takes the padded, flattened convolution input.
+    pub flat: Option<kiln_ir::kernel::BufId>,
 }
 
 /// Dtypes the lowering handles.
@@ -21,12 +23,15 @@ fn supported(d: DType) -> bool {
     !matches!(d, DType::F16 | DType::BF16)
 }
 
-/// Lowers a body whose inputs carry the given constants (where known).
+/// Lowers a body whose inputs carry the given constants (where known). With
+/// `flat_wp`, its convolution reads a padded, flattened input of row width
+/// `flat_wp` from an extra buffer (see `gemm::conv_flat`).
 pub(crate) fn lower_body(
     name: &str,
     g: &Graph,
     consts: &[Option<&Tensor>],
     opts: &LowerOptions,
+    flat_wp: Option<usize>,
 ) -> Result<Lowered, String> {
     for v in &g.values {
         if !supported(v.ty.dtype) {
@@ -55,6 +60,7 @@ pub(crate) fn lower_body(
         opts,
         consts,
         extra: Vec::new(),
+        flat: None,
         schedule: Schedule::default(),
     };
     let body = match anchors.as_slice() {
@@ -63,7 +69,10 @@ pub(crate) fn lower_body(
             let node = &g.nodes[*i];
             match &node.op {
                 Op::MatMul(m) => gemm::matmul(&mut cx, m, node)?,
-                Op::Conv(c) => gemm::conv(&mut cx, c, node)?,
+                Op::Conv(c) => match flat_wp {
+                    Some(wp) => gemm::conv_flat(&mut cx, c, node, wp)?,
+                    None => gemm::conv(&mut cx, c, node)?,
+                },
                 Op::Attention(at) => attention::lower(&mut cx, at, node)?,
                 Op::LayerNorm(_) | Op::RmsNorm(_) | Op::Softmax(_) => norm::lower(&mut cx, node)?,
                 Op::Reduce(r) => reduce::reduce(&mut cx, r, node)?,
@@ -83,6 +92,7 @@ pub(crate) fn lower_body(
     Ok(Lowered {
         kernel,
         extra: cx.extra,
+        flat: cx.flat,
     })
 }
 
@@ -93,6 +103,7 @@ pub(crate) struct Cx<'a> {
     pub opts: &'a LowerOptions,
     pub consts: &'a [Option<&'a Tensor>],
     pub extra: Vec<Tensor>,
+    pub flat: Option<kiln_ir::kernel::BufId>,
     pub schedule: Schedule,
 }
 

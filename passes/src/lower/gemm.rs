@@ -75,7 +75,13 @@ pub(crate) fn matmul(cx: &mut Cx, mm: &MatMul, node: &Node) -> Result<Vec<Stmt>,
     anchor_ix.extend([mix, nvar]);
     let (outb, index, value) = cx.chain(node.outputs[0], anchor_ix, Expr::local("acc"))?;
     let value = inline_lets(cx.a.take_lets(), value)?;
-    finish(cx, batch, (mext, n, k), (ae, be), (outb, index, value))
+    finish(
+        cx,
+        batch,
+        (mext, n, k),
+        (ae, be),
+        (outb, index, value, None),
+    )
 }
 
 pub(crate) fn conv(cx: &mut Cx, c: &Conv, node: &Node) -> Result<Vec<Stmt>, String> {
@@ -152,7 +158,79 @@ pub(crate) fn conv(cx: &mut Cx, c: &Conv, node: &Node) -> Result<Vec<Stmt>, Stri
     anchor_ix.extend(oix);
     let (outb, index, value) = cx.chain(node.outputs[0], anchor_ix, anchor)?;
     let value = inline_lets(cx.a.take_lets(), value)?;
-    finish(cx, batch, (mg, np, kg), (ae, be), (outb, index, value))
+    finish(
+        cx,
+        batch,
+        (mg, np, kg),
+        (ae, be),
+        (outb, index, value, None),
+    )
+}
+
+/// A stride-1 2-D convolution that reads its input already padded and
+/// flattened per channel (`[N, C, Hp * Wp + KW]`, made by a step before): over
+/// the "virtual" output grid of `OH x Wp` positions, element `(k, q)` of B is
+/// `flat[b, c, q + kh * Wp + kw]`, linear in `q` with no bounds checks, so
+/// packing it is a copy. The `Wp - OW` extra columns per row are computed and
+/// masked off at the store.
+pub(crate) fn conv_flat(
+    cx: &mut Cx,
+    c: &Conv,
+    node: &Node,
+    wp: usize,
+) -> Result<Vec<Stmt>, String> {
+    let (xv, wv) = (node.inputs[0], node.inputs[1]);
+    let (xs, ws) = (cx.a.shape(xv).to_vec(), cx.a.shape(wv).to_vec());
+    let out = cx.a.shape(node.outputs[0]).to_vec();
+    let (cin, cout, kh, kw) = (ws[1], ws[0], ws[2], ws[3]);
+    let (oh, ow) = (out[2], out[3]);
+    let hp = xs[2] + c.pads[0] + c.pads[2];
+    let len = hp * wp + kw;
+    let flat =
+        cx.a.add_buf("flat", DType::F32, vec![xs[0], cin, len], Role::In);
+    cx.flat = Some(flat);
+    let (mvar, nvar, kvar) = (Expr::var("m"), Expr::var("n"), Expr::var("k"));
+    let (bix, batch) = index_vars("b", &[xs[0]]);
+    let kix = reshape_ix(&[cin * kh * kw], &[cin, kh, kw], &[kvar]);
+    let mut wix = vec![mvar.clone()];
+    wix.extend(kix.iter().cloned());
+    let ae = cx.a.value(wv, &wix)?;
+    let ae = inline_lets(cx.a.take_lets(), ae)?;
+    let shift = Expr::plus(
+        Expr::times(kix[1].clone(), Expr::Int(wp as i64)),
+        kix[2].clone(),
+    );
+    let be = Expr::load(
+        flat,
+        vec![
+            bix[0].clone(),
+            kix[0].clone(),
+            Expr::plus(nvar.clone(), shift),
+        ],
+    );
+    let mut anchor = Expr::local("acc");
+    if let Some(&bias) = node.inputs.get(2) {
+        let b = cx.a.value(bias, std::slice::from_ref(&mvar))?;
+        anchor = Expr::plus(anchor, b);
+    }
+    let col = Expr::bin(BinOp::Rem, nvar.clone(), Expr::Int(wp as i64));
+    let mask = Expr::bin(BinOp::Lt, col.clone(), Expr::Int(ow as i64));
+    let row = Expr::bin(BinOp::Div, nvar, Expr::Int(wp as i64));
+    let anchor_ix = vec![
+        bix[0].clone(),
+        mvar,
+        row,
+        Expr::bin(BinOp::Min, col, Expr::Int(ow as i64 - 1)),
+    ];
+    let (outb, index, value) = cx.chain(node.outputs[0], anchor_ix, anchor)?;
+    let value = inline_lets(cx.a.take_lets(), value)?;
+    finish(
+        cx,
+        batch,
+        (cout, oh * wp, cin * kh * kw),
+        (ae, be),
+        (outb, index, value, Some(mask)),
+    )
 }
 
 /// Chooses the blocking, packs constant operands, and builds the statement.
@@ -161,7 +239,7 @@ fn finish(
     batch: Vec<(String, usize)>,
     (m, n, k): (usize, usize, usize),
     (ae, be): (Expr, Expr),
-    (out, index, value): (BufId, Vec<Expr>, Expr),
+    (out, index, value, mask): (BufId, Vec<Expr>, Expr, Option<Expr>),
 ) -> Result<Vec<Stmt>, String> {
     let o = cx.opts;
     let (mr, nr) = (o.mr, o.nr);
@@ -190,6 +268,7 @@ fn finish(
         out,
         index,
         value,
+        mask,
     }))])
 }
 

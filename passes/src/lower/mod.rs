@@ -125,6 +125,34 @@ impl Program {
         s
     }
 
+    /// For each slot, whether running the program touches its memory (a
+    /// constant only a packed copy replaces is not).
+    pub fn used_slots(&self) -> Vec<bool> {
+        let mut used = vec![false; self.slots.len()];
+        for st in &self.steps {
+            match st {
+                Step::Kernel { kernel, args } => {
+                    for (u, a) in kernel.used_bufs().into_iter().zip(args) {
+                        if let (true, Some(s)) = (u, a) {
+                            used[self.root(*s)] = true;
+                        }
+                    }
+                }
+                Step::Host {
+                    inputs, outputs, ..
+                } => {
+                    for &s in inputs.iter().chain(outputs) {
+                        used[self.root(s)] = true;
+                    }
+                }
+            }
+        }
+        for &o in &self.outputs {
+            used[self.root(o)] = true;
+        }
+        used
+    }
+
     /// The kernels, in step order.
     pub fn kernels(&self) -> impl Iterator<Item = &Kernel> {
         self.steps.iter().filter_map(|s| match s {
@@ -278,18 +306,60 @@ impl Lowerer<'_> {
         let name = kernel_name(&node.name, self.count);
         self.count += 1;
         let refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_ref()).collect();
-        let lowered = body
+        // A stride-1 convolution first pads and flattens its input (one
+        // step), then runs as a matrix product on it (see `gemm::conv_flat`).
+        let mut flat_slot = None;
+        let flat = body
             .as_ref()
-            .map_err(String::clone)
-            .and_then(|b| body::lower_body(&name, b, &refs, self.opts));
+            .ok()
+            .and_then(|b| flat_conv(b).map(|f| (Arc::clone(b), f)));
+        let lowered = match flat {
+            Some((b, (pad_body, wp))) => {
+                let pad =
+                    body::lower_body(&format!("{name}_pad"), &pad_body, &refs, self.opts, None)
+                        .and_then(|pad| {
+                            body::lower_body(&name, &b, &refs, self.opts, Some(wp))
+                                .map(|conv| (pad, conv))
+                        });
+                match pad {
+                    Ok((pad, conv)) => {
+                        let out = pad_body.value(pad_body.outputs[0]);
+                        self.slots.push(Slot {
+                            name: format!("{}.flat", node.name),
+                            ty: out.ty.clone(),
+                            kind: SlotKind::Temp,
+                        });
+                        let s = self.slots.len() - 1;
+                        flat_slot = Some(s);
+                        let mut args: Vec<Option<SlotId>> =
+                            node.inputs.iter().map(|&v| Some(slot(v))).collect();
+                        args.push(Some(s));
+                        self.steps.push(Step::Kernel {
+                            kernel: pad.kernel,
+                            args,
+                        });
+                        Ok(conv)
+                    }
+                    Err(_) => body
+                        .as_ref()
+                        .map_err(String::clone)
+                        .and_then(|b| body::lower_body(&name, b, &refs, self.opts, None)),
+                }
+            }
+            None => body
+                .as_ref()
+                .map_err(String::clone)
+                .and_then(|b| body::lower_body(&name, b, &refs, self.opts, None)),
+        };
         match (lowered, &node.op) {
             (Ok(l), _) => {
                 let mut extra = l.extra.into_iter();
                 let mut args = Vec::new();
                 let (mut i, mut o) = (0, 0);
-                for b in &l.kernel.bufs {
+                for (bi, b) in l.kernel.bufs.iter().enumerate() {
                     args.push(match b.role {
                         Role::Scratch => None,
+                        Role::In if l.flat == Some(kiln_ir::kernel::BufId(bi as u32)) => flat_slot,
                         Role::Out => {
                             o += 1;
                             Some(slot(node.outputs[o - 1]))
@@ -357,6 +427,59 @@ impl Lowerer<'_> {
             self.node(body, n, &inner);
         }
     }
+}
+
+/// For a body whose one anchor is a 2-D, stride-1, dilation-1, ungrouped
+/// f32 convolution with a kernel larger than 1x1: the body that computes its
+/// input padded and flattened per channel (`[N, C, Hp * Wp + KW]`), and `Wp`.
+fn flat_conv(body: &Graph) -> Option<(Graph, usize)> {
+    use kiln_ir::op::{Pad, PadMode, Reshape};
+    let anchors: Vec<&kiln_ir::Node> = body
+        .nodes
+        .iter()
+        .filter(|n| !access::composable(&n.op))
+        .collect();
+    let [node] = anchors.as_slice() else {
+        return None;
+    };
+    let Op::Conv(c) = &node.op else { return None };
+    let x = body.value(node.inputs[0]).ty.clone();
+    let w = &body.value(node.inputs[1]).ty.shape;
+    let ok = x.shape.len() == 4
+        && x.dtype == kiln_ir::DType::F32
+        && c.group <= 1
+        && c.strides.iter().all(|&s| s == 1)
+        && c.dilations.iter().all(|&d| d == 1)
+        && w[2] * w[3] > 1;
+    if !ok {
+        return None;
+    }
+    let (n, ch, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (hp, wp) = (h + c.pads[0] + c.pads[2], wd + c.pads[1] + c.pads[3]);
+    let mut g = body.clone();
+    let p = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
+    let pad = Op::Pad(Pad {
+        pads: p(&[0, 0, c.pads[0], c.pads[1], 0, 0, c.pads[2], c.pads[3]]),
+        mode: PadMode::Constant,
+        value: 0.0,
+    });
+    let padded = g
+        .add_node("flat_pad", pad, vec![node.inputs[0]], &["flat_pad"])
+        .ok()?[0];
+    let flat = Op::Reshape(Reshape {
+        shape: vec![n, ch, hp * wp],
+    });
+    let flat = g
+        .add_node("flat_reshape", flat, vec![padded], &["flat_reshape"])
+        .ok()?[0];
+    let tail = Op::Pad(Pad {
+        pads: p(&[0, 0, 0, 0, 0, w[3]]),
+        mode: PadMode::Constant,
+        value: 0.0,
+    });
+    let out = g.add_node("flat", tail, vec![flat], &["flat"]).ok()?[0];
+    g.outputs = vec![out];
+    Some((crate::dce(&g), wp))
 }
 
 /// A kernel name from a node name: letters, digits and `_` only.
