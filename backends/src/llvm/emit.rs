@@ -461,6 +461,12 @@ impl<'m, 'k> Func<'m, 'k> {
         })
     }
 
+    /// Calls a two-operand `i64` intrinsic such as `llvm.smax.i64`.
+    pub fn call_intrinsic(&mut self, name: &str, args: &[&str]) -> String {
+        let a: Vec<(&str, &str)> = args.iter().map(|v| ("i64", *v)).collect();
+        self.call(name, "i64", &a)
+    }
+
     fn call(&mut self, name: &str, ret: &str, args: &[(&str, &str)]) -> String {
         let a: Vec<String> = args.iter().map(|(t, v)| format!("{t} {v}")).collect();
         let decl_args: Vec<&str> = args.iter().map(|(t, _)| *t).collect();

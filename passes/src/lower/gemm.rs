@@ -167,8 +167,9 @@ pub(crate) fn conv(cx: &mut Cx, c: &Conv, node: &Node) -> Result<Vec<Stmt>, Stri
     )
 }
 
-/// A stride-1 2-D convolution that reads its input already padded and
-/// flattened per channel (`[N, C, Hp * Wp + KW]`, made by a step before): over
+/// A stride-1 2-D convolution that reads its input already padded, with one
+/// extra zero row (`[N, C, Hp + 1, Wp]` made by a step before, read here as
+/// `[N, C, (Hp + 1) * Wp]`): over
 /// the "virtual" output grid of `OH x Wp` positions, element `(k, q)` of B is
 /// `flat[b, c, q + kh * Wp + kw]`, linear in `q` with no bounds checks, so
 /// packing it is a copy. The `Wp - OW` extra columns per row are computed and
@@ -185,7 +186,7 @@ pub(crate) fn conv_flat(
     let (cin, cout, kh, kw) = (ws[1], ws[0], ws[2], ws[3]);
     let (oh, ow) = (out[2], out[3]);
     let hp = xs[2] + c.pads[0] + c.pads[2];
-    let len = hp * wp + kw;
+    let len = (hp + 1) * wp;
     let flat =
         cx.a.add_buf("flat", DType::F32, vec![xs[0], cin, len], Role::In);
     cx.flat = Some(flat);

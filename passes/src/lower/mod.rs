@@ -431,9 +431,9 @@ impl Lowerer<'_> {
 
 /// For a body whose one anchor is a 2-D, stride-1, dilation-1, ungrouped
 /// f32 convolution with a kernel larger than 1x1: the body that computes its
-/// input padded and flattened per channel (`[N, C, Hp * Wp + KW]`), and `Wp`.
+/// input padded (`[N, C, Hp + 1, Wp]`, read flat by the product), and `Wp`.
 fn flat_conv(body: &Graph) -> Option<(Graph, usize)> {
-    use kiln_ir::op::{Pad, PadMode, Reshape};
+    use kiln_ir::op::{Pad, PadMode};
     let anchors: Vec<&kiln_ir::Node> = body
         .nodes
         .iter()
@@ -454,30 +454,19 @@ fn flat_conv(body: &Graph) -> Option<(Graph, usize)> {
     if !ok {
         return None;
     }
-    let (n, ch, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let (hp, wp) = (h + c.pads[0] + c.pads[2], wd + c.pads[1] + c.pads[3]);
+    let wp = x.shape[3] + c.pads[1] + c.pads[3];
     let mut g = body.clone();
-    let p = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
+    // One extra zero row at the bottom covers the reads past the last
+    // row's end (at most KW - 1 <= Wp elements).
+    let p = [0, 0, c.pads[0], c.pads[1], 0, 0, c.pads[2] + 1, c.pads[3]];
     let pad = Op::Pad(Pad {
-        pads: p(&[0, 0, c.pads[0], c.pads[1], 0, 0, c.pads[2], c.pads[3]]),
+        pads: p.iter().map(|&x| x as i64).collect(),
         mode: PadMode::Constant,
         value: 0.0,
     });
-    let padded = g
-        .add_node("flat_pad", pad, vec![node.inputs[0]], &["flat_pad"])
+    let out = g
+        .add_node("flat", pad, vec![node.inputs[0]], &["flat"])
         .ok()?[0];
-    let flat = Op::Reshape(Reshape {
-        shape: vec![n, ch, hp * wp],
-    });
-    let flat = g
-        .add_node("flat_reshape", flat, vec![padded], &["flat_reshape"])
-        .ok()?[0];
-    let tail = Op::Pad(Pad {
-        pads: p(&[0, 0, 0, 0, 0, w[3]]),
-        mode: PadMode::Constant,
-        value: 0.0,
-    });
-    let out = g.add_node("flat", tail, vec![flat], &["flat"]).ok()?[0];
     g.outputs = vec![out];
     Some((crate::dce(&g), wp))
 }
