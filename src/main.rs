@@ -65,8 +65,8 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp\n  kiln run mode
     Run {
         #[command(flatten)]
         model: ModelArgs,
-        /// Where to run: interp (the reference interpreter) or cpu-llvm
-        /// (kernels compiled by LLVM for this CPU).
+        /// Where to run: interp (the reference interpreter), cpu (kernels
+        /// compiled by Cranelift) or cpu-llvm (compiled by LLVM for this CPU).
         #[arg(long, default_value = "interp")]
         target: String,
         /// Threads for compiled targets (0: one per core).
@@ -91,7 +91,7 @@ Example:\n  kiln bench models/gpt2_block.onnx --target cpu-llvm --threads 2 --it
     Bench {
         #[command(flatten)]
         model: ModelArgs,
-        /// Where to run: interp or cpu-llvm.
+        /// Where to run: interp, cpu or cpu-llvm.
         #[arg(long, default_value = "cpu-llvm")]
         target: String,
         /// Threads for compiled targets (0: one per core).

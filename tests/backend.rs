@@ -1,4 +1,5 @@
-//! Compiled CPU code (`cpu-llvm`) against the reference interpreter: the
+//! Compiled CPU code (`cpu` by Cranelift, `cpu-llvm` by LLVM) against the
+//! reference interpreter: the
 //! example models at one and two threads, and single ops and small fused
 //! graphs with awkward shapes (sizes that are not multiples of the register
 //! tile or the cache blocks, size-1 dims, broadcasting, K spanning several
@@ -10,19 +11,48 @@ mod common;
 
 use common::{max_rel, random_inputs, B};
 use kiln::{Bindings, Model};
-use kiln_backends::LlvmBackend;
+use kiln_backends::runtime::Executor;
+use kiln_backends::{ClifBackend, LlvmBackend};
 use kiln_ir::op::*;
 use kiln_ir::{interp, DType, Graph, Tensor};
 use kiln_passes::lower::Step;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Runs `g` compiled at `threads` and on the interpreter; asserts agreement
-/// and that every step compiled to a kernel.
+/// `g` compiled by both CPU backends.
+fn executors(g: &Graph, threads: usize) -> Vec<(&'static str, Executor)> {
+    let llvm = LlvmBackend { threads }.executor(g);
+    let clif = ClifBackend { threads }.executor(g);
+    vec![
+        (
+            "cpu-llvm",
+            llvm.unwrap_or_else(|e| panic!("cpu-llvm: compile failed: {e}\n{g}")),
+        ),
+        (
+            "cpu",
+            clif.unwrap_or_else(|e| panic!("cpu: compile failed: {e}\n{g}")),
+        ),
+    ]
+}
+
+/// Runs `g` compiled at `threads` by both backends and on the interpreter;
+/// asserts agreement and that every step compiled to a kernel.
 fn agree(g: &Graph, ins: &HashMap<String, Tensor>, threads: usize, tol: f64) {
-    let exe = LlvmBackend { threads }
-        .executor(g)
-        .unwrap_or_else(|e| panic!("compile failed: {e}\n{g}"));
+    let want = interp::run(g, ins).unwrap();
+    for (name, exe) in executors(g, threads) {
+        agree_one(name, &exe, g, ins, &want, tol);
+    }
+}
+
+fn agree_one(
+    name: &str,
+    exe: &Executor,
+    g: &Graph,
+    ins: &HashMap<String, Tensor>,
+    want: &[Tensor],
+    tol: f64,
+) {
+    let threads = exe.threads();
     for s in &exe.program().steps {
         if let Step::Host { name, reason, .. } = s {
             panic!("{name} ran on the host: {reason}\n{g}");
@@ -30,11 +60,10 @@ fn agree(g: &Graph, ins: &HashMap<String, Tensor>, threads: usize, tol: f64) {
     }
     let ordered: Vec<&Tensor> = g.inputs.iter().map(|v| &ins[&g.value(*v).name]).collect();
     let got = exe.run(&ordered).unwrap();
-    let want = interp::run(g, ins).unwrap();
     for (w, o) in want.iter().zip(&got) {
         assert_eq!(w.ty(), o.ty());
         let e = max_rel(w, o);
-        assert!(e <= tol, "error {e} at {threads} threads\n{g}");
+        assert!(e <= tol, "{name}: error {e} at {threads} threads\n{g}");
     }
 }
 
@@ -69,11 +98,15 @@ fn model(name: &str, batch: usize) {
             .iter()
             .map(|v| &ins[&m.graph.value(*v).name])
             .collect();
-        let exe = LlvmBackend { threads }.executor(&m.graph).unwrap();
-        let got = exe.run(&ordered).unwrap();
-        for (w, o) in want.iter().zip(&got) {
-            let e = max_rel(w, o);
-            assert!(e <= 1e-4, "{name} at {threads} threads: error {e}");
+        for (backend, exe) in executors(&m.graph, threads) {
+            let got = exe.run(&ordered).unwrap();
+            for (w, o) in want.iter().zip(&got) {
+                let e = max_rel(w, o);
+                assert!(
+                    e <= 1e-4,
+                    "{name} on {backend} at {threads} threads: error {e}"
+                );
+            }
         }
     }
 }

@@ -188,7 +188,7 @@ fn bad_invocations_fail_with_clear_messages() {
     assert!(
         fails(&["run", m, "--dim", "batch=1", "--target", "tpu"]).contains("unknown target 'tpu'")
     );
-    assert!(fails(&["run", m, "--dim", "batch=1", "--target", "cpu"])
+    assert!(fails(&["run", m, "--dim", "batch=1", "--target", "cuda"])
         .contains("not available in this build"));
     assert!(fails(&["inspect", m, "--shape", "input=1xAx3"]).contains("numbers joined by 'x'"));
     assert!(fails(&["inspect", "/nonexistent/model.onnx"])

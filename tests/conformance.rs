@@ -2,8 +2,8 @@
 //! through the importer and the reference interpreter and is compared with onnx's
 //! expected outputs, and its optimized graph (the e-graph optimizer for the CPU
 //! cost model) must agree with the imported one, and the optimized graph
-//! compiled for the CPU by LLVM (`cpu-llvm`, two threads) must give onnx's
-//! outputs too (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance` says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
+//! compiled for the CPU by LLVM (`cpu-llvm`) and by Cranelift (`cpu`), two
+//! threads each, must give onnx's outputs too (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance` says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
 //! case in `tests/conformance/passing.txt` stops passing, or when fewer than 95%
 //! of the single-node cases of the foundation op list pass.
 //!
@@ -186,26 +186,31 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
             compare(name, got, want).map_err(|m| format!("optimized: {m}"))?;
         }
         // Compiled code (the optimized graph, two threads) against onnx's outputs.
-        let exe = kiln_backends::LlvmBackend { threads: 2 }
+        let llvm = kiln_backends::LlvmBackend { threads: 2 }
             .executor(&opt.graph)
             .map_err(|e| format!("cpu-llvm: {e}"))?;
-        let ordered: Vec<&Tensor> = opt
-            .graph
-            .inputs
-            .iter()
-            .map(|v| &inputs[&opt.graph.value(*v).name])
-            .collect();
-        for st in &exe.program().steps {
-            let c = match st {
-                kiln_passes::lower::Step::Kernel { .. } => &KERNELS,
-                kiln_passes::lower::Step::Host { .. } => &HOST_STEPS,
-            };
-            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let llvm_outs = exe.run(&ordered).map_err(|e| format!("cpu-llvm: {e}"))?;
-        for (i, (name, got)) in imported.output_names.iter().zip(&llvm_outs).enumerate() {
-            let want = read_pb(&set.join(format!("output_{i}.pb")))?;
-            compare(name, got, &want).map_err(|m| format!("cpu-llvm: {m}"))?;
+        let clif = kiln_backends::ClifBackend { threads: 2 }
+            .executor(&opt.graph)
+            .map_err(|e| format!("cpu: {e}"))?;
+        for (backend, exe) in [("cpu-llvm", llvm), ("cpu", clif)] {
+            let ordered: Vec<&Tensor> = opt
+                .graph
+                .inputs
+                .iter()
+                .map(|v| &inputs[&opt.graph.value(*v).name])
+                .collect();
+            for st in &exe.program().steps {
+                let c = match st {
+                    kiln_passes::lower::Step::Kernel { .. } => &KERNELS,
+                    kiln_passes::lower::Step::Host { .. } => &HOST_STEPS,
+                };
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let outs = exe.run(&ordered).map_err(|e| format!("{backend}: {e}"))?;
+            for (i, (name, got)) in imported.output_names.iter().zip(&outs).enumerate() {
+                let want = read_pb(&set.join(format!("output_{i}.pb")))?;
+                compare(name, got, &want).map_err(|m| format!("{backend}: {m}"))?;
+            }
         }
     }
     Ok(())
@@ -314,7 +319,7 @@ fn onnx_node_conformance() {
     println!("\nsingle-node cases of the foundation op list (kiln dtypes): {elig_passed}/{elig} pass ({pct:.1}%)");
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     println!(
-        "cpu-llvm ran {} compiled kernels and {} host steps",
+        "cpu-llvm and cpu ran {} compiled kernels and {} host steps",
         KERNELS.load(std::sync::atomic::Ordering::Relaxed),
         HOST_STEPS.load(std::sync::atomic::Ordering::Relaxed)
     );

@@ -45,18 +45,7 @@ pub struct Compiled(pub Executor);
 
 impl Executable for Compiled {
     fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, TargetError> {
-        let p = self.0.program();
-        let ordered: Vec<&Tensor> = p
-            .inputs
-            .iter()
-            .map(|&s| {
-                let name = &p.slots[s].name;
-                inputs
-                    .get(name)
-                    .ok_or_else(|| TargetError::Backend(format!("missing input '{name}'")))
-            })
-            .collect::<Result<_, _>>()?;
-        self.0.run(&ordered).map_err(TargetError::Backend)
+        self.0.run_named(inputs).map_err(TargetError::Backend)
     }
 
     fn take_step_times(&self) -> Vec<(String, f64)> {

@@ -1,8 +1,12 @@
 //! kiln's targets and backends. A backend turns a verified graph into something
 //! that runs: the reference interpreter (the oracle for the rest), and compiled
-//! CPU code through LLVM (`cpu-llvm`). Targets are named on the command line;
+//! CPU code through Cranelift (`cpu`, pure Rust) or LLVM (`cpu-llvm`). Targets are named on the command line;
 //! asking for one that is not built gives a clear error listing the ones that are.
 
+#[cfg(feature = "cpu")]
+mod clif;
+#[cfg(feature = "cpu")]
+mod cpu_clif;
 #[cfg(feature = "cpu-llvm")]
 mod cpu_llvm;
 mod interp;
@@ -11,6 +15,8 @@ pub mod llvm;
 pub mod runtime;
 mod target;
 
+#[cfg(feature = "cpu")]
+pub use cpu_clif::{ClifBackend, ClifCompiled};
 #[cfg(feature = "cpu-llvm")]
 pub use cpu_llvm::{host_lower_options, Compiled, LlvmBackend};
 pub use interp::InterpBackend;

@@ -10,6 +10,8 @@ use thiserror::Error;
 pub enum Target {
     /// The reference interpreter.
     Interp,
+    /// Compiled CPU code through Cranelift (JIT, pure Rust).
+    Cpu,
     /// Compiled CPU code through LLVM (JIT in memory, or AOT objects).
     CpuLlvm,
 }
@@ -17,6 +19,9 @@ pub enum Target {
 /// Targets kiln knows of, by name, with whether this build has them.
 const KNOWN: &[(&str, Option<Target>)] = &[
     ("interp", Some(Target::Interp)),
+    #[cfg(feature = "cpu")]
+    ("cpu", Some(Target::Cpu)),
+    #[cfg(not(feature = "cpu"))]
     ("cpu", None),
     #[cfg(feature = "cpu-llvm")]
     ("cpu-llvm", Some(Target::CpuLlvm)),
@@ -81,6 +86,13 @@ impl Target {
                 let _ = threads;
                 Box::new(crate::InterpBackend)
             }
+            #[cfg(feature = "cpu")]
+            Target::Cpu => Box::new(crate::ClifBackend { threads }),
+            #[cfg(not(feature = "cpu"))]
+            Target::Cpu => {
+                let _ = threads;
+                Box::new(crate::InterpBackend)
+            }
         }
     }
 
@@ -94,6 +106,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Target::Interp => "interp",
+            Target::Cpu => "cpu",
             Target::CpuLlvm => "cpu-llvm",
         })
     }

@@ -117,6 +117,25 @@ impl Executor {
         out
     }
 
+    /// Runs on inputs by name; returns the outputs in order.
+    pub fn run_named(
+        &self,
+        inputs: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<Vec<Tensor>, String> {
+        let p = &self.program;
+        let ordered: Vec<&Tensor> = p
+            .inputs
+            .iter()
+            .map(|&s| {
+                let name = &p.slots[s].name;
+                inputs
+                    .get(name)
+                    .ok_or_else(|| format!("missing input '{name}'"))
+            })
+            .collect::<Result<_, _>>()?;
+        self.run(&ordered)
+    }
+
     /// Runs on the graph inputs (in order); returns the outputs in order.
     pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
         let p = &self.program;

@@ -1,0 +1,321 @@
+//! The tiled matrix product in Cranelift, the same blocking as the LLVM
+//! backend's (tasks of batch x M block x N block, operands packed per K slice
+//! unless packed at compile time, sums kept in the task's block, epilogue when
+//! K is done), with an `mr x nr` tile of 128-bit vector accumulators.
+
+use super::emit::{flags, Func};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kiln_ir::kernel::{Expr, Gemm, Operand};
+use kiln_ir::DType;
+
+/// Emits a matrix product over tasks `range` (all tasks when `None`).
+pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Result<(), String> {
+    let s =
+        f.k.schedule
+            .gemm
+            .ok_or_else(|| format!("kernel '{}': matrix product without a schedule", f.k.name))?;
+    let (mr, nr) = (s.mr, s.nr);
+    if nr % 4 != 0 {
+        return Err(format!(
+            "kernel '{}': nr = {nr} is not a multiple of 4",
+            f.k.name
+        ));
+    }
+    let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
+    let tiles = g.tiles(&s);
+    let total: usize = tiles.iter().product();
+    let (mc_r, nc_r) = (s.mc.div_ceil(mr) * mr, s.nc.div_ceil(nr) * nr);
+    let nk = k_ext.div_ceil(s.kc);
+    let align = |x: usize| x.div_ceil(64) * 64;
+    let a_off = align(f.gemm_scratch);
+    let a_size = if matches!(g.a, Operand::Expr(_)) {
+        mc_r * s.kc * 4
+    } else {
+        0
+    };
+    let b_off = align(a_off + a_size);
+    let b_size = if matches!(g.b, Operand::Expr(_)) {
+        s.kc * nc_r * 4
+    } else {
+        0
+    };
+    let p_off = align(b_off + b_size);
+    let scratch = f.params[3].expect("entry parameters");
+    let apack = f.b.ins().iadd_imm_s(scratch, a_off as i64);
+    let bpack = f.b.ins().iadd_imm_s(scratch, b_off as i64);
+    let part = f.b.ins().iadd_imm_s(scratch, p_off as i64);
+
+    let (lo, hi) = match range {
+        Some(r) => r,
+        None => (f.iconst(0), f.iconst(total as i64)),
+    };
+    let (t, task) = f.begin_loop(lo, hi);
+    let mut rest = t;
+    let mut idx = vec![rest; tiles.len()];
+    for d in (0..tiles.len()).rev() {
+        idx[d] = f.b.ins().urem_imm_u(rest, tiles[d] as i64);
+        rest = f.b.ins().udiv_imm_u(rest, tiles[d] as i64);
+    }
+    for (b, v) in g.batch.iter().zip(&idx) {
+        f.vars.insert(b.0.clone(), *v);
+    }
+    let nb = g.batch.len();
+    let m0 = f.b.ins().imul_imm_s(idx[nb], s.mc as i64);
+    let n0 = f.b.ins().imul_imm_s(idx[nb + 1], s.nc as i64);
+    let mcur = min_rest(f, s.mc, m_ext, m0);
+    let ncur = min_rest(f, s.nc, n_ext, n0);
+    let mpan = ceil_div(f, mcur, mr);
+    let npan = ceil_div(f, ncur, nr);
+
+    let zero = f.iconst(0);
+    let nkv = f.iconst(nk as i64);
+    let (kb, kl) = f.begin_loop(zero, nkv);
+    let k0 = f.b.ins().imul_imm_s(kb, s.kc as i64);
+    let kcur = min_rest(f, s.kc, k_ext, k0);
+    if let Operand::Expr(e) = &g.a {
+        pack(
+            f,
+            e,
+            (&g.m.0, &g.k.0),
+            (m0, mcur, mpan),
+            (k0, kcur),
+            (mr, s.kc),
+            apack,
+            true,
+        )?;
+    }
+    if let Operand::Expr(e) = &g.b {
+        pack(
+            f,
+            e,
+            (&g.n.0, &g.k.0),
+            (n0, ncur, npan),
+            (k0, kcur),
+            (nr, s.kc),
+            bpack,
+            false,
+        )?;
+    }
+    let first = f.b.ins().icmp_imm_s(IntCC::Equal, kb, 0);
+    let (jr, jl) = f.begin_loop(zero, npan);
+    let bptr = panel_ptr(f, &g.b, bpack, (n0, jr, k0), (nr, s.kc, k_ext));
+    let (ir, il) = f.begin_loop(zero, mpan);
+    let aptr = panel_ptr(f, &g.a, apack, (m0, ir, k0), (mr, s.kc, k_ext));
+    let row = f.b.ins().imul_imm_s(ir, (mr * nc_r * 4) as i64);
+    let col = f.b.ins().imul_imm_s(jr, (nr * 4) as i64);
+    let c = f.b.ins().iadd(part, row);
+    let c = f.b.ins().iadd(c, col);
+    micro(f, (aptr, bptr, kcur), (mr, nr, nc_r), (c, first));
+    f.end_loop(il);
+    f.end_loop(jl);
+    f.end_loop(kl);
+
+    let (i, iloop) = f.begin_loop(zero, mcur);
+    let (j, jloop) = f.begin_loop(zero, ncur);
+    let ci = f.b.ins().imul_imm_s(i, nc_r as i64);
+    let ci = f.b.ins().iadd(ci, j);
+    let ci = f.b.ins().imul_imm_s(ci, 4);
+    let cp = f.b.ins().iadd(part, ci);
+    let acc = f.b.ins().load(types::F32, flags(), cp, 0);
+    let mv = f.b.ins().iadd(m0, i);
+    let nv = f.b.ins().iadd(n0, j);
+    f.vars.insert(g.m.0.clone(), mv);
+    f.vars.insert(g.n.0.clone(), nv);
+    f.set_local(&g.acc, acc);
+    match &g.mask {
+        None => {
+            let (v, _) = f.expr(&g.value)?;
+            f.store(g.out, &g.index, v)?;
+        }
+        Some(m) => {
+            let (c, _) = f.expr(m)?;
+            let (yes, join) = (f.b.create_block(), f.b.create_block());
+            f.b.ins().brif(c, yes, &[], join, &[]);
+            f.b.switch_to_block(yes);
+            let (v, _) = f.expr(&g.value)?;
+            f.store(g.out, &g.index, v)?;
+            f.b.ins().jump(join, &[]);
+            f.b.switch_to_block(join);
+        }
+    }
+    f.end_loop(jloop);
+    f.end_loop(iloop);
+    f.end_loop(task);
+    Ok(())
+}
+
+/// `min(block, extent - at)`.
+fn min_rest(f: &mut Func, block: usize, extent: usize, at: Value) -> Value {
+    let e = f.iconst(extent as i64);
+    let r = f.b.ins().isub(e, at);
+    let bl = f.iconst(block as i64);
+    f.b.ins().smin(r, bl)
+}
+
+fn ceil_div(f: &mut Func, x: Value, d: usize) -> Value {
+    let x = f.b.ins().iadd_imm_s(x, d as i64 - 1);
+    f.b.ins().udiv_imm_u(x, d as i64)
+}
+
+/// Packs one operand's slice into `[panels, kc, r]` (zero past the valid rows).
+#[allow(clippy::too_many_arguments)]
+fn pack(
+    f: &mut Func,
+    e: &Expr,
+    (xvar, kvar): (&str, &str),
+    (x0, xcur, pans): (Value, Value, Value),
+    (k0, kcur): (Value, Value),
+    (r, kc): (usize, usize),
+    dst: Value,
+    k_inner: bool,
+) -> Result<(), String> {
+    let zero = f.iconst(0);
+    let (p, pl) = f.begin_loop(zero, pans);
+    let base = f.b.ins().imul_imm_s(p, r as i64);
+    let left = f.b.ins().isub(xcur, base);
+    let rv = f.iconst(r as i64);
+    let valid = f.b.ins().smin(left, rv);
+    let pbase = f.b.ins().imul_imm_s(p, (kc * r) as i64);
+    let (outer, inner) = if k_inner {
+        (valid, kcur)
+    } else {
+        (kcur, valid)
+    };
+    let (o, ol) = f.begin_loop(zero, outer);
+    let (n, nl) = f.begin_loop(zero, inner);
+    let (xi, ki) = if k_inner { (o, n) } else { (n, o) };
+    let xl = f.b.ins().iadd(base, xi);
+    let xg = f.b.ins().iadd(x0, xl);
+    f.vars.insert(xvar.to_string(), xg);
+    let kg = f.b.ins().iadd(k0, ki);
+    f.vars.insert(kvar.to_string(), kg);
+    let (v, d) = f.expr(e)?;
+    let v = f.cast(v, d, DType::F32);
+    store_packed(f, dst, (pbase, ki, xi), r, v);
+    f.end_loop(nl);
+    f.end_loop(ol);
+    let (z, zl) = f.begin_loop(valid, rv);
+    let (k, kl) = f.begin_loop(zero, kcur);
+    let fz = f.b.ins().f32const(0.0);
+    store_packed(f, dst, (pbase, k, z), r, fz);
+    f.end_loop(kl);
+    f.end_loop(zl);
+    f.end_loop(pl);
+    Ok(())
+}
+
+fn store_packed(
+    f: &mut Func,
+    dst: Value,
+    (pbase, k, x): (Value, Value, Value),
+    r: usize,
+    v: Value,
+) {
+    let at = f.b.ins().imul_imm_s(k, r as i64);
+    let at = f.b.ins().iadd(at, x);
+    let at = f.b.ins().iadd(at, pbase);
+    let at = f.b.ins().imul_imm_s(at, 4);
+    let p = f.b.ins().iadd(dst, at);
+    f.b.ins().store(flags(), v, p, 0);
+}
+
+/// The first element of panel `p` at K offset `k0` (run-time or compile-time pack).
+fn panel_ptr(
+    f: &mut Func,
+    op: &Operand,
+    pack: Value,
+    (x0, p, k0): (Value, Value, Value),
+    (r, kc, k_ext): (usize, usize, usize),
+) -> Value {
+    match op {
+        Operand::Expr(_) => {
+            let at = f.b.ins().imul_imm_s(p, (kc * r * 4) as i64);
+            f.b.ins().iadd(pack, at)
+        }
+        Operand::Packed(b) => {
+            let buf = f.bufs[b.0 as usize].0;
+            let pan = f.b.ins().udiv_imm_u(x0, r as i64);
+            let pan = f.b.ins().iadd(pan, p);
+            let at = f.b.ins().imul_imm_s(pan, k_ext as i64);
+            let at = f.b.ins().iadd(at, k0);
+            let at = f.b.ins().imul_imm_s(at, (r * 4) as i64);
+            f.b.ins().iadd(buf, at)
+        }
+    }
+}
+
+/// The register tile: `mr x nr/4` vector accumulators over `kcur` steps,
+/// starting from zero on the first K slice and from the block of sums at `c`
+/// (row stride `ldc` floats) after, stored back there.
+fn micro(
+    f: &mut Func,
+    (a, b, kcur): (Value, Value, Value),
+    (mr, nr, ldc): (usize, usize, usize),
+    (c, first): (Value, Value),
+) {
+    let nv = nr / 4;
+    let vt = types::F32X4;
+    let zero = f.b.ins().f32const(0.0);
+    let zv = f.b.ins().splat(vt, zero);
+    let mut acc = Vec::new();
+    for i in 0..mr {
+        for v in 0..nv {
+            let off = ((i * ldc + v * 4) * 4) as i32;
+            let old = f.b.ins().load(vt, flags(), c, off);
+            let init = f.b.ins().select(first, zv, old);
+            let var = f.b.declare_var(vt);
+            f.b.def_var(var, init);
+            acc.push(var);
+        }
+    }
+    // Four K steps per iteration (fewer loop copies per FMA), then the rest.
+    let z = f.iconst(0);
+    let quads = f.b.ins().udiv_imm_u(kcur, 4);
+    let (kq, l) = f.begin_loop(z, quads);
+    let k4 = f.b.ins().imul_imm_s(kq, 4);
+    for u in 0..4 {
+        let kk = f.b.ins().iadd_imm_s(k4, u);
+        step(f, (a, b, kk), (mr, nr), &acc);
+    }
+    f.end_loop(l);
+    let done = f.b.ins().imul_imm_s(quads, 4);
+    let (kk, l) = f.begin_loop(done, kcur);
+    step(f, (a, b, kk), (mr, nr), &acc);
+    f.end_loop(l);
+    for i in 0..mr {
+        for v in 0..nv {
+            let off = ((i * ldc + v * 4) * 4) as i32;
+            let val = f.b.use_var(acc[i * nv + v]);
+            f.b.ins().store(flags(), val, c, off);
+        }
+    }
+}
+
+/// One K step of the register tile: `acc += a[kk] (broadcast) * b[kk]`.
+fn step(
+    f: &mut Func,
+    (a, b, kk): (Value, Value, Value),
+    (mr, nr): (usize, usize),
+    acc: &[cranelift_frontend::Variable],
+) {
+    let nv = nr / 4;
+    let vt = types::F32X4;
+    let bo = f.b.ins().imul_imm_s(kk, (nr * 4) as i64);
+    let bp = f.b.ins().iadd(b, bo);
+    let bvs: Vec<Value> = (0..nv)
+        .map(|v| f.b.ins().load(vt, flags(), bp, (v * 16) as i32))
+        .collect();
+    let ao = f.b.ins().imul_imm_s(kk, (mr * 4) as i64);
+    let ap = f.b.ins().iadd(a, ao);
+    for i in 0..mr {
+        let s = f.b.ins().load(types::F32, flags(), ap, (i * 4) as i32);
+        let sp = f.b.ins().splat(vt, s);
+        for (v, bv) in bvs.iter().enumerate() {
+            let var = acc[i * nv + v];
+            let cur = f.b.use_var(var);
+            let n = f.b.ins().fma(sp, *bv, cur);
+            f.b.def_var(var, n);
+        }
+    }
+}

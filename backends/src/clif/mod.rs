@@ -1,0 +1,91 @@
+//! The Cranelift CPU backend (`cpu`, pure Rust, JIT): every kernel of a
+//! lowered program becomes one Cranelift function with the same entry ABI as
+//! the LLVM backend (`args`, `lo`, `hi`, `scratch`), compiled in memory for
+//! the host. Loops are scalar; the matrix product uses a 6 x 8 register tile
+//! of 128-bit vectors.
+
+mod emit;
+mod gemm;
+
+use crate::runtime::KernelFn;
+use cranelift_codegen::ir::{types, AbiParam};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use kiln_passes::lower::{Program, Step};
+
+/// Compiled code in memory.
+pub struct ClifCode {
+    module: Option<JITModule>,
+}
+
+// SAFETY: the module is only touched at compile time and when dropped; the
+// machine code is immutable and may run on any thread.
+unsafe impl Send for ClifCode {}
+unsafe impl Sync for ClifCode {}
+
+impl Drop for ClifCode {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: no kernel of this module runs any more (its executor
+            // owns this value and is being dropped).
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// Compiles every kernel step of `p`; returns the code and each step's entry.
+pub fn compile(p: &Program) -> Result<(ClifCode, Vec<Option<KernelFn>>), String> {
+    let mut flags = settings::builder();
+    for (k, v) in [
+        ("opt_level", "speed"),
+        ("is_pic", "false"),
+        ("use_colocated_libcalls", "false"),
+    ] {
+        flags
+            .set(k, v)
+            .map_err(|e| format!("cranelift setting {k}: {e}"))?;
+    }
+    let isa = cranelift_native::builder()
+        .map_err(|e| format!("cranelift: this host is not supported: {e}"))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| format!("cranelift: {e}"))?;
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let mut ctx = module.make_context();
+    let mut ids = Vec::new();
+    for st in &p.steps {
+        let Step::Kernel { kernel, .. } = st else {
+            ids.push(None);
+            continue;
+        };
+        ctx.func.signature.params = vec![AbiParam::new(types::I64); 4];
+        emit::kernel(&mut module, &mut ctx.func, kernel)?;
+        let id = module
+            .declare_function(&kernel.name, Linkage::Export, &ctx.func.signature)
+            .map_err(|e| format!("kernel '{}': {e}", kernel.name))?;
+        module
+            .define_function(id, &mut ctx)
+            .map_err(|e| format!("kernel '{}': cranelift: {e:?}", kernel.name))?;
+        module.clear_context(&mut ctx);
+        ids.push(Some(id));
+    }
+    module
+        .finalize_definitions()
+        .map_err(|e| format!("cranelift: {e}"))?;
+    let fns = ids
+        .into_iter()
+        .map(|id| {
+            id.map(|id| {
+                let ptr = module.get_finalized_function(id);
+                // SAFETY: every kernel has the `KernelFn` signature.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
+            })
+        })
+        .collect();
+    Ok((
+        ClifCode {
+            module: Some(module),
+        },
+        fns,
+    ))
+}
