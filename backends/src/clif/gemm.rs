@@ -25,22 +25,9 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
     let tiles = g.tiles(&s);
     let total: usize = tiles.iter().product();
-    let (mc_r, nc_r) = (s.mc.div_ceil(mr) * mr, s.nc.div_ceil(nr) * nr);
+    let nc_r = s.nc.div_ceil(nr) * nr;
     let nk = k_ext.div_ceil(s.kc);
-    let align = |x: usize| x.div_ceil(64) * 64;
-    let a_off = align(f.gemm_scratch);
-    let a_size = if matches!(g.a, Operand::Expr(_)) {
-        mc_r * s.kc * 4
-    } else {
-        0
-    };
-    let b_off = align(a_off + a_size);
-    let b_size = if matches!(g.b, Operand::Expr(_)) {
-        s.kc * nc_r * 4
-    } else {
-        0
-    };
-    let p_off = align(b_off + b_size);
+    let [a_off, b_off, p_off] = g.scratch_layout(&s, f.gemm_scratch);
     let scratch = f.params[3].expect("entry parameters");
     let apack = f.b.ins().iadd_imm_s(scratch, a_off as i64);
     let bpack = f.b.ins().iadd_imm_s(scratch, b_off as i64);

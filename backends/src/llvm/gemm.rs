@@ -28,22 +28,9 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
     let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
     let tiles = g.tiles(&s);
     let total: usize = tiles.iter().product();
-    let (mc_r, nc_r) = (s.mc.div_ceil(mr) * mr, s.nc.div_ceil(nr) * nr);
+    let nc_r = s.nc.div_ceil(nr) * nr;
     let nk = k_ext.div_ceil(s.kc);
-    let align = |x: usize| x.div_ceil(64) * 64;
-    let a_off = align(f.gemm_scratch);
-    let a_size = if matches!(g.a, Operand::Expr(_)) {
-        mc_r * s.kc * 4
-    } else {
-        0
-    };
-    let b_off = align(a_off + a_size);
-    let b_size = if matches!(g.b, Operand::Expr(_)) {
-        s.kc * nc_r * 4
-    } else {
-        0
-    };
-    let p_off = align(b_off + b_size);
+    let [a_off, b_off, p_off] = g.scratch_layout(&s, f.gemm_scratch);
     let apack = f.ins(
         "apk",
         &format!("getelementptr inbounds i8, ptr %scratch, i64 {a_off}"),

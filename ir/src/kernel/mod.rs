@@ -264,6 +264,27 @@ impl Gemm {
         t
     }
 
+    /// Byte offsets of the packed A block, the packed B panel and the block
+    /// of sums in a thread's scratch, the product's part starting at `base`
+    /// (each 64-byte aligned; unused parts take no room).
+    pub fn scratch_layout(&self, s: &GemmSchedule, base: usize) -> [usize; 3] {
+        let align = |x: usize| x.div_ceil(64) * 64;
+        let (mc, nc) = (s.mc.div_ceil(s.mr) * s.mr, s.nc.div_ceil(s.nr) * s.nr);
+        let a_size = if matches!(self.a, Operand::Expr(_)) {
+            mc * s.kc * 4
+        } else {
+            0
+        };
+        let b_size = if matches!(self.b, Operand::Expr(_)) {
+            s.kc * nc * 4
+        } else {
+            0
+        };
+        let a = align(base);
+        let b = align(a + a_size);
+        [a, b, align(b + b_size)]
+    }
+
     /// Per-thread packing and accumulation bytes: a packed A block
     /// (`mc x kc`), a packed B panel (`kc x nc`) where B packs at run time, and
     /// the `mc x nc` block of sums the epilogue reads.
