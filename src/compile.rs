@@ -59,16 +59,7 @@ pub fn program(model: &Model, spec: &CpuSpec, threads: usize) -> Result<Program,
 
 /// A C identifier from a file stem.
 pub fn c_name(stem: &str) -> String {
-    let s: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let s = kiln_passes::lower::ident(stem);
     if s.starts_with(|c: char| c.is_ascii_digit()) || s.is_empty() {
         format!("m_{s}")
     } else {

@@ -4,9 +4,8 @@
 
 use crate::runtime::Executor;
 use crate::{Backend, Executable, TargetError};
-use kiln_ir::{Graph, Tensor};
+use kiln_ir::Graph;
 use kiln_passes::lower::{lower, LowerOptions};
-use std::collections::HashMap;
 
 /// Compiles graphs with Cranelift for the host CPU.
 pub struct ClifBackend {
@@ -31,19 +30,6 @@ impl ClifBackend {
 
 impl Backend for ClifBackend {
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, TargetError> {
-        Ok(Box::new(ClifCompiled(self.executor(graph)?)))
-    }
-}
-
-/// An executor behind the name-keyed `Executable` interface.
-pub struct ClifCompiled(pub Executor);
-
-impl Executable for ClifCompiled {
-    fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, TargetError> {
-        self.0.run_named(inputs).map_err(TargetError::Backend)
-    }
-
-    fn take_step_times(&self) -> Vec<(String, f64)> {
-        self.0.take_times()
+        Ok(Box::new(self.executor(graph)?))
     }
 }

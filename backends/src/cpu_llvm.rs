@@ -5,9 +5,8 @@
 use crate::llvm::Jit;
 use crate::runtime::Executor;
 use crate::{Backend, Executable, TargetError};
-use kiln_ir::{Graph, Tensor};
+use kiln_ir::Graph;
 use kiln_passes::lower::{lower, LowerOptions};
-use std::collections::HashMap;
 
 /// Compiles graphs with LLVM for the host CPU.
 pub struct LlvmBackend {
@@ -36,19 +35,6 @@ impl LlvmBackend {
 
 impl Backend for LlvmBackend {
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, TargetError> {
-        Ok(Box::new(Compiled(self.executor(graph)?)))
-    }
-}
-
-/// An executor behind the name-keyed `Executable` interface.
-pub struct Compiled(pub Executor);
-
-impl Executable for Compiled {
-    fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, TargetError> {
-        self.0.run_named(inputs).map_err(TargetError::Backend)
-    }
-
-    fn take_step_times(&self) -> Vec<(String, f64)> {
-        self.0.take_times()
+        Ok(Box::new(self.executor(graph)?))
     }
 }

@@ -16,8 +16,8 @@ pub mod runtime;
 mod target;
 
 #[cfg(feature = "cpu")]
-pub use cpu_clif::{ClifBackend, ClifCompiled};
+pub use cpu_clif::ClifBackend;
 #[cfg(feature = "cpu-llvm")]
-pub use cpu_llvm::{host_lower_options, Compiled, LlvmBackend};
+pub use cpu_llvm::{host_lower_options, LlvmBackend};
 pub use interp::InterpBackend;
 pub use target::{Backend, Executable, Target, TargetError};

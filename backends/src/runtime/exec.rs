@@ -10,6 +10,19 @@ use kiln_passes::lower::{Program, SlotKind, Step};
 use std::any::Any;
 use std::sync::Mutex;
 
+impl crate::Executable for Executor {
+    fn run(
+        &self,
+        inputs: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<Vec<Tensor>, crate::TargetError> {
+        self.run_named(inputs).map_err(crate::TargetError::Backend)
+    }
+
+    fn take_step_times(&self) -> Vec<(String, f64)> {
+        self.take_times()
+    }
+}
+
 /// A program ready to run: its code, constants, memory and threads.
 pub struct Executor {
     program: Program,

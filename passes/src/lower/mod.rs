@@ -471,10 +471,9 @@ fn flat_conv(body: &Graph) -> Option<(Graph, usize)> {
     Some((crate::dce(&g), wp))
 }
 
-/// A kernel name from a node name: letters, digits and `_` only.
-fn kernel_name(node: &str, i: usize) -> String {
-    let clean: String = node
-        .chars()
+/// `s` as an identifier body: lower-case letters, digits and `_` only.
+pub fn ident(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
@@ -482,8 +481,12 @@ fn kernel_name(node: &str, i: usize) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("k{i}_{}", clean.trim_matches('_'))
+        .collect()
+}
+
+/// A kernel name from a node name.
+fn kernel_name(node: &str, i: usize) -> String {
+    format!("k{i}_{}", ident(node).trim_matches('_'))
 }
 
 /// The constant a slot holds (through views, reshaped), if any.

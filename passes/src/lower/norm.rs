@@ -124,17 +124,7 @@ pub(crate) fn lower(cx: &mut Cx, node: &Node) -> Result<Vec<Stmt>, String> {
                 },
                 &mut row,
             )?;
-            row.push(Stmt::Let {
-                name: "inv".into(),
-                dtype: d,
-                init: div(
-                    lit(1.0),
-                    Expr::un(
-                        UnOp::Sqrt,
-                        add(div(Expr::local("var"), lit(n as f64)), lit(l.epsilon)),
-                    ),
-                ),
-            });
+            row.push(inv_sqrt("var", n, l.epsilon, d));
             for (k, local) in [(1, "mean"), (2, "inv")] {
                 let v = node.outputs[k];
                 if cx.a.uses(v) == 0 {
@@ -169,17 +159,7 @@ pub(crate) fn lower(cx: &mut Cx, node: &Node) -> Result<Vec<Stmt>, String> {
                 &|a, x| add(a, mul(x.clone(), x)),
                 &mut row,
             )?;
-            row.push(Stmt::Let {
-                name: "inv".into(),
-                dtype: d,
-                init: div(
-                    lit(1.0),
-                    Expr::un(
-                        UnOp::Sqrt,
-                        add(div(Expr::local("ss"), lit(n as f64)), lit(rn.epsilon)),
-                    ),
-                ),
-            });
+            row.push(inv_sqrt("ss", n, rn.epsilon, d));
             let x = cx.a.value(xv, &ix)?;
             let ps = cx.a.shape(node.inputs[1]).to_vec();
             let pix = broadcast_ix(&ps, &shape[rn.axis..], &ix[rn.axis..]);
@@ -195,4 +175,20 @@ pub(crate) fn lower(cx: &mut Cx, node: &Node) -> Result<Vec<Stmt>, String> {
     }
     cx.parallel_if(&loops, shape.iter().product());
     Ok(nest(&loops, row))
+}
+
+/// `let $inv = 1 / sqrt($sum / n + eps)`: the scale of LayerNorm (variance)
+/// and RMSNorm (mean square).
+fn inv_sqrt(sum: &str, n: usize, eps: f64, d: kiln_ir::DType) -> Stmt {
+    let lit = |v: f64| Expr::lit(d, v);
+    let mean = Expr::bin(BinOp::Div, Expr::local(sum), lit(n as f64));
+    Stmt::Let {
+        name: "inv".into(),
+        dtype: d,
+        init: Expr::bin(
+            BinOp::Div,
+            lit(1.0),
+            Expr::un(UnOp::Sqrt, Expr::plus(mean, lit(eps))),
+        ),
+    }
 }
