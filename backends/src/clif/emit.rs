@@ -89,7 +89,7 @@ pub(crate) fn kernel(
 /// One function being emitted.
 pub(crate) struct Func<'a, 'k> {
     pub b: FunctionBuilder<'a>,
-    module: &'a mut JITModule,
+    pub module: &'a mut JITModule,
     pub k: &'k Kernel,
     pub vars: HashMap<String, Value>,
     locals: HashMap<String, (Variable, DType)>,
@@ -105,34 +105,42 @@ pub(crate) struct Func<'a, 'k> {
 /// An open counted loop.
 pub(crate) struct Loop {
     pub var: Variable,
-    head: Block,
+    body: Block,
     exit: Block,
+    to: Value,
 }
 
 impl Func<'_, '_> {
-    /// Opens `for i in from..to`; the body goes into the current block.
+    /// Opens `for i in from..to`; the body goes into the current block. The
+    /// loop is tested once before entry and then at the bottom (one branch per
+    /// iteration).
     pub fn begin_loop(&mut self, from: Value, to: Value) -> (Value, Loop) {
         let var = self.b.declare_var(types::I64);
         self.b.def_var(var, from);
-        let head = self.b.create_block();
         let body = self.b.create_block();
         let exit = self.b.create_block();
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let i = self.b.use_var(var);
-        let c = self.b.ins().icmp(IntCC::SignedLessThan, i, to);
+        let c = self.b.ins().icmp(IntCC::SignedLessThan, from, to);
         self.b.ins().brif(c, body, &[], exit, &[]);
         self.b.switch_to_block(body);
         let i = self.b.use_var(var);
-        (i, Loop { var, head, exit })
+        (
+            i,
+            Loop {
+                var,
+                body,
+                exit,
+                to,
+            },
+        )
     }
 
-    /// Closes a loop: increments and jumps back.
+    /// Closes a loop: increments, tests and jumps back.
     pub fn end_loop(&mut self, l: Loop) {
         let i = self.b.use_var(l.var);
         let n = self.b.ins().iadd_imm_s(i, 1);
         self.b.def_var(l.var, n);
-        self.b.ins().jump(l.head, &[]);
+        let c = self.b.ins().icmp(IntCC::SignedLessThan, n, l.to);
+        self.b.ins().brif(c, l.body, &[], l.exit, &[]);
         self.b.switch_to_block(l.exit);
     }
 

@@ -5,7 +5,11 @@
 
 use super::emit::{flags, Func};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, FuncRef, InstBuilder, MachMemFlags, Signature, Value,
+};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{Linkage, Module};
 use kiln_ir::kernel::{Expr, Gemm, Operand};
 use kiln_ir::DType;
 
@@ -23,9 +27,10 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
         ));
     }
     let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
+    let nc_r = s.nc.div_ceil(nr) * nr;
+    let tile = micro_fn(f, (mr, nr, nc_r))?;
     let tiles = g.tiles(&s);
     let total: usize = tiles.iter().product();
-    let nc_r = s.nc.div_ceil(nr) * nr;
     let nk = k_ext.div_ceil(s.kc);
     let [a_off, b_off, p_off] = g.scratch_layout(&s, f.gemm_scratch);
     let scratch = f.params[3].expect("entry parameters");
@@ -85,6 +90,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
         )?;
     }
     let first = f.b.ins().icmp_imm_s(IntCC::Equal, kb, 0);
+    let first = f.b.ins().uextend(types::I64, first);
     let (jr, jl) = f.begin_loop(zero, npan);
     let bptr = panel_ptr(f, &g.b, bpack, (n0, jr, k0), (nr, s.kc, k_ext));
     let (ir, il) = f.begin_loop(zero, mpan);
@@ -93,7 +99,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     let col = f.b.ins().imul_imm_s(jr, (nr * 4) as i64);
     let c = f.b.ins().iadd(part, row);
     let c = f.b.ins().iadd(c, col);
-    micro(f, (aptr, bptr, kcur), (mr, nr, nc_r), (c, first));
+    f.b.ins().call(tile, &[aptr, bptr, kcur, c, first]);
     f.end_loop(il);
     f.end_loop(jl);
     f.end_loop(kl);
@@ -232,77 +238,127 @@ fn panel_ptr(
     }
 }
 
-/// The register tile: `mr x nr/4` vector accumulators over `kcur` steps,
-/// starting from zero on the first K slice and from the block of sums at `c`
-/// (row stride `ldc` floats) after, stored back there.
+/// Defines the register tile of `f`'s kernel as a function of its own,
+/// `(a, b, kcur, c, first)`: `mr x nr/4` vector accumulators over `kcur`
+/// steps, starting from zero when `first` is non-zero and from the block of
+/// sums at `c` (row stride `ldc` floats) otherwise, stored back there. A
+/// separate function keeps the enclosing loops' values out of its registers
+/// (inline, Cranelift spills the panel pointers inside the K loop).
+fn micro_fn(f: &mut Func, (mr, nr, ldc): (usize, usize, usize)) -> Result<FuncRef, String> {
+    let name = format!("{}_tile", f.k.name);
+    let mut sig = Signature::new(f.module.isa().default_call_conv());
+    sig.params = vec![AbiParam::new(types::I64); 5];
+    let id = f
+        .module
+        .declare_function(&name, Linkage::Local, &sig)
+        .map_err(|e| format!("kernel '{}': {e}", f.k.name))?;
+    let mut ctx = f.module.make_context();
+    ctx.func.signature = sig;
+    let mut fbc = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let ps = b.block_params(entry).to_vec();
+    micro(&mut b, (ps[0], ps[1], ps[2]), (mr, nr, ldc), (ps[3], ps[4]));
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(f.module.isa().frontend_config());
+    f.module
+        .define_function(id, &mut ctx)
+        .map_err(|e| format!("kernel '{name}': cranelift: {e:?}"))?;
+    Ok(f.module.declare_func_in_func(id, f.b.func))
+}
+
+/// The body of the register tile (see `micro_fn`). The K loop walks both
+/// panels by pointer and updates each sum with a multiply and an add: the
+/// add's destination can reuse its accumulator's register, where Cranelift's
+/// x86 FMA ties a multiplicand and costs a copy per update (Zen 3 issues two
+/// multiplies and two adds per cycle, the same rate as two FMAs).
 fn micro(
-    f: &mut Func,
-    (a, b, kcur): (Value, Value, Value),
+    b: &mut FunctionBuilder,
+    (a, bpan, kcur): (Value, Value, Value),
     (mr, nr, ldc): (usize, usize, usize),
     (c, first): (Value, Value),
 ) {
     let nv = nr / 4;
     let vt = types::F32X4;
-    let zero = f.b.ins().f32const(0.0);
-    let zv = f.b.ins().splat(vt, zero);
+    let zero = b.ins().f32const(0.0);
+    let zv = b.ins().splat(vt, zero);
     let mut acc = Vec::new();
     for i in 0..mr {
         for v in 0..nv {
             let off = ((i * ldc + v * 4) * 4) as i32;
-            let old = f.b.ins().load(vt, flags(), c, off);
-            let init = f.b.ins().select(first, zv, old);
-            let var = f.b.declare_var(vt);
-            f.b.def_var(var, init);
+            let old = b.ins().load(vt, flags(), c, off);
+            let init = b.ins().select(first, zv, old);
+            let var = b.declare_var(vt);
+            b.def_var(var, init);
             acc.push(var);
         }
     }
-    // Four K steps per iteration (fewer loop copies per FMA), then the rest.
-    let z = f.iconst(0);
-    let quads = f.b.ins().udiv_imm_u(kcur, 4);
-    let (kq, l) = f.begin_loop(z, quads);
-    let k4 = f.b.ins().imul_imm_s(kq, 4);
-    for u in 0..4 {
-        let kk = f.b.ins().iadd_imm_s(k4, u);
-        step(f, (a, b, kk), (mr, nr), &acc);
+    // One A pointer per vector of the tile's row (`nv` copies of the same
+    // address, opaque to Cranelift's value numbering): each broadcast then
+    // has its own single-use load and becomes `vbroadcastss` from memory; a
+    // broadcast shared by `nv` products would be register-to-register, which
+    // halves the loop's rate on Zen 3.
+    let aps: Vec<_> = (0..nv).map(|_| b.declare_var(types::I64)).collect();
+    for &ap in &aps {
+        b.def_var(ap, a);
     }
-    f.end_loop(l);
-    let done = f.b.ins().imul_imm_s(quads, 4);
-    let (kk, l) = f.begin_loop(done, kcur);
-    step(f, (a, b, kk), (mr, nr), &acc);
-    f.end_loop(l);
+    let bp = b.declare_var(types::I64);
+    b.def_var(bp, bpan);
+    let len = b.ins().imul_imm_s(kcur, (mr * 4) as i64);
+    let aend = b.ins().iadd(a, len);
+    // Tested at the top: the sums leave the loop as the head's parameters, so
+    // each new sum has one use (the back edge); a sum used by the back edge
+    // and after the loop would count as used twice, and Cranelift then sinks
+    // no load into its broadcast (use counts propagate through the chain).
+    let (head, body, exit) = (b.create_block(), b.create_block(), b.create_block());
+    b.ins().jump(head, &[]);
+    b.switch_to_block(head);
+    let at = b.use_var(aps[0]);
+    let more = b.ins().icmp(IntCC::SignedLessThan, at, aend);
+    b.ins().brif(more, body, &[], exit, &[]);
+    b.switch_to_block(body);
+    let pas: Vec<Value> = aps.iter().map(|&ap| b.use_var(ap)).collect();
+    let pb = b.use_var(bp);
+    let bvs: Vec<Value> = (0..nv)
+        .map(|v| b.ins().load(vt, panel_flags(), pb, (v * 16) as i32))
+        .collect();
+    for i in 0..mr {
+        for (v, bv) in bvs.iter().enumerate() {
+            let s = b
+                .ins()
+                .load(types::F32, panel_flags(), pas[v], (i * 4) as i32);
+            let sp = b.ins().splat(vt, s);
+            let var = acc[i * nv + v];
+            let cur = b.use_var(var);
+            let t = b.ins().fmul(sp, *bv);
+            let n = b.ins().fadd(cur, t);
+            b.def_var(var, n);
+        }
+    }
+    for (&ap, &pa) in aps.iter().zip(&pas) {
+        let next = b.ins().iadd_imm_s(pa, (mr * 4) as i64);
+        b.def_var(ap, next);
+    }
+    let nb = b.ins().iadd_imm_s(pb, (nr * 4) as i64);
+    b.def_var(bp, nb);
+    b.ins().jump(head, &[]);
+    b.switch_to_block(exit);
     for i in 0..mr {
         for v in 0..nv {
             let off = ((i * ldc + v * 4) * 4) as i32;
-            let val = f.b.use_var(acc[i * nv + v]);
-            f.b.ins().store(flags(), val, c, off);
+            let val = b.use_var(acc[i * nv + v]);
+            b.ins().store(flags(), val, c, off);
         }
     }
 }
 
-/// One K step of the register tile: `acc += a[kk] (broadcast) * b[kk]`.
-fn step(
-    f: &mut Func,
-    (a, b, kk): (Value, Value, Value),
-    (mr, nr): (usize, usize),
-    acc: &[cranelift_frontend::Variable],
-) {
-    let nv = nr / 4;
-    let vt = types::F32X4;
-    let bo = f.b.ins().imul_imm_s(kk, (nr * 4) as i64);
-    let bp = f.b.ins().iadd(b, bo);
-    let bvs: Vec<Value> = (0..nv)
-        .map(|v| f.b.ins().load(vt, flags(), bp, (v * 16) as i32))
-        .collect();
-    let ao = f.b.ins().imul_imm_s(kk, (mr * 4) as i64);
-    let ap = f.b.ins().iadd(a, ao);
-    for i in 0..mr {
-        let s = f.b.ins().load(types::F32, flags(), ap, (i * 4) as i32);
-        let sp = f.b.ins().splat(vt, s);
-        for (v, bv) in bvs.iter().enumerate() {
-            let var = acc[i * nv + v];
-            let cur = f.b.use_var(var);
-            let n = f.b.ins().fma(sp, *bv, cur);
-            f.b.def_var(var, n);
-        }
-    }
+/// Loads from the packed panels inside the K loop, which writes no memory:
+/// pure, so Cranelift places each load next to its first use (a broadcast
+/// from memory, B in two registers) instead of all before the arithmetic,
+/// which would keep every A value of the step live at once.
+fn panel_flags() -> MachMemFlags {
+    flags().with_readonly().with_can_move()
 }

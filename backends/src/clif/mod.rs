@@ -1,8 +1,8 @@
 //! The Cranelift CPU backend (`cpu`, pure Rust, JIT): every kernel of a
 //! lowered program becomes one Cranelift function with the same entry ABI as
 //! the LLVM backend (`args`, `lo`, `hi`, `scratch`), compiled in memory for
-//! the host. Loops are scalar; the matrix product uses a 6 x 8 register tile
-//! of 128-bit vectors.
+//! the host. Loops are scalar and tested at the bottom; the matrix product
+//! calls a 6 x 8 register tile of 128-bit vectors, a function of its own.
 
 mod emit;
 mod gemm;
