@@ -4,7 +4,7 @@
 //! division by zero gives 0), f32 `exp`/`tanh`/`erf` as inline polynomials
 //! (the same as the LLVM backend's), f64 ones and `pow`/`log` through libm.
 
-use super::gemm;
+use super::{gemm, vector};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, Block, Function, InstBuilder, MachMemFlags, Signature, Type, Value,
@@ -53,6 +53,7 @@ pub(crate) fn kernel(
         k,
         vars: HashMap::new(),
         locals: HashMap::new(),
+        vlocals: HashMap::new(),
         bufs: Vec::new(),
         params: [None; 4],
         gemm_scratch: 0,
@@ -93,6 +94,8 @@ pub(crate) struct Func<'a, 'k> {
     pub k: &'k Kernel,
     pub vars: HashMap<String, Value>,
     locals: HashMap<String, (Variable, DType)>,
+    /// Locals held as `f32x4` inside a vector loop (see `vector`).
+    pub vlocals: HashMap<String, Variable>,
     /// Each buffer's pointer and dtype.
     pub bufs: Vec<(Value, DType)>,
     /// `args`, `lo`, `hi`, `scratch`.
@@ -108,6 +111,7 @@ pub(crate) struct Loop {
     body: Block,
     exit: Block,
     to: Value,
+    step: i64,
 }
 
 impl Func<'_, '_> {
@@ -115,6 +119,11 @@ impl Func<'_, '_> {
     /// loop is tested once before entry and then at the bottom (one branch per
     /// iteration).
     pub fn begin_loop(&mut self, from: Value, to: Value) -> (Value, Loop) {
+        self.begin_loop_step(from, to, 1)
+    }
+
+    /// Opens `for i in (from..to).step_by(step)`.
+    pub fn begin_loop_step(&mut self, from: Value, to: Value, step: i64) -> (Value, Loop) {
         let var = self.b.declare_var(types::I64);
         self.b.def_var(var, from);
         let body = self.b.create_block();
@@ -130,14 +139,15 @@ impl Func<'_, '_> {
                 body,
                 exit,
                 to,
+                step,
             },
         )
     }
 
-    /// Closes a loop: increments, tests and jumps back.
+    /// Closes a loop: steps, tests and jumps back.
     pub fn end_loop(&mut self, l: Loop) {
         let i = self.b.use_var(l.var);
-        let n = self.b.ins().iadd_imm_s(i, 1);
+        let n = self.b.ins().iadd_imm_s(i, l.step);
         self.b.def_var(l.var, n);
         let c = self.b.ins().icmp(IntCC::SignedLessThan, n, l.to);
         self.b.ins().brif(c, l.body, &[], l.exit, &[]);
@@ -151,6 +161,11 @@ impl Func<'_, '_> {
     fn stmt(&mut self, s: &Stmt, range: Option<(Value, Value)>) -> Result<(), String> {
         match s {
             Stmt::For { var, extent, body } => {
+                if range.is_none() {
+                    if let Some(sums) = vector::plan(self, var, body) {
+                        return self.vector_for(var, extent, body, &sums);
+                    }
+                }
                 let (from, to) = match range {
                     Some(r) => r,
                     None => {
@@ -160,11 +175,7 @@ impl Func<'_, '_> {
                 };
                 let (i, l) = self.begin_loop(from, to);
                 let saved = self.vars.insert(var.clone(), i);
-                let saved_locals = self.locals.clone();
-                for s in body {
-                    self.stmt(s, None)?;
-                }
-                self.locals = saved_locals;
+                self.body(body)?;
                 match saved {
                     Some(v) => self.vars.insert(var.clone(), v),
                     None => self.vars.remove(var),
@@ -192,6 +203,21 @@ impl Func<'_, '_> {
             Stmt::Gemm(g) => gemm::emit(self, g, range)?,
         }
         Ok(())
+    }
+
+    /// A loop body; locals it declares end with it.
+    pub fn body(&mut self, body: &[Stmt]) -> Result<(), String> {
+        let saved_locals = self.locals.clone();
+        for s in body {
+            self.stmt(s, None)?;
+        }
+        self.locals = saved_locals;
+        Ok(())
+    }
+
+    /// The dtype of a declared local.
+    pub fn local_dtype(&self, name: &str) -> Option<DType> {
+        self.locals.get(name).map(|l| l.1)
     }
 
     /// Sets (declaring on first use) an f32 local.
@@ -331,21 +357,57 @@ impl Func<'_, '_> {
         self.b.ins().fma(a, b, c)
     }
 
+    /// Whether `x` is a vector (the math below serves `f32` and `f32x4`).
+    fn is_vec(&self, x: Value) -> bool {
+        self.b.func.dfg.value_type(x).is_vector()
+    }
+
+    /// The constant `v` shaped like `like` (splat for vectors).
+    fn fk(&mut self, like: Value, v: f64) -> Value {
+        let c = self.f32c(v);
+        if self.is_vec(like) {
+            self.b.ins().splat(types::F32X4, c)
+        } else {
+            c
+        }
+    }
+
+    /// `c ? x : y` for a comparison `c` of scalars or of vectors (lane mask).
+    pub(crate) fn sel(&mut self, c: Value, x: Value, y: Value) -> Value {
+        if self.is_vec(x) {
+            let m = self.b.ins().bitcast(types::F32X4, MachMemFlags::new(), c);
+            self.b.ins().bitselect(m, x, y)
+        } else {
+            self.b.ins().select(c, x, y)
+        }
+    }
+
+    /// `|t|` with the sign of `x`.
+    fn copysign(&mut self, t: Value, x: Value) -> Value {
+        if !self.is_vec(x) {
+            return self.b.ins().fcopysign(t, x);
+        }
+        let sign = self.fk(x, -0.0);
+        let s = self.b.ins().band(x, sign);
+        let mag = self.b.ins().band_not(t, sign);
+        self.b.ins().bor(mag, s)
+    }
+
     /// `exp` of an f32 (the LLVM backend's algorithm).
-    fn exp_f32(&mut self, x: Value) -> Value {
-        let lo = self.f32c(-87.0);
-        let hi = self.f32c(88.0);
+    pub(crate) fn exp_f32(&mut self, x: Value) -> Value {
+        let lo = self.fk(x, -87.0);
+        let hi = self.fk(x, 88.0);
         let c = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
-        let x1 = self.b.ins().select(c, lo, x);
+        let x1 = self.sel(c, lo, x);
         let c = self.b.ins().fcmp(FloatCC::GreaterThan, x1, hi);
-        let xc = self.b.ins().select(c, hi, x1);
-        let log2e = self.f32c(std::f64::consts::LOG2_E);
-        let magic = self.f32c(12582912.0);
+        let xc = self.sel(c, hi, x1);
+        let log2e = self.fk(x, std::f64::consts::LOG2_E);
+        let magic = self.fk(x, 12582912.0);
         let t = self.fma(xc, log2e, magic);
         let nf = self.b.ins().fsub(t, magic);
-        let c1 = self.f32c(-0.693359375);
+        let c1 = self.fk(x, -0.693359375);
         let r0 = self.fma(nf, c1, xc);
-        let c2 = self.f32c(2.12194440e-4);
+        let c2 = self.fk(x, 2.12194440e-4);
         let r = self.fma(nf, c2, r0);
         let r2 = self.b.ins().fmul(r, r);
         let coef = [
@@ -356,44 +418,56 @@ impl Func<'_, '_> {
             1.6666665459e-1,
             5.0000001201e-1,
         ];
-        let mut p = self.f32c(coef[0]);
+        let mut p = self.fk(x, coef[0]);
         for &k in &coef[1..] {
-            let kc = self.f32c(k);
+            let kc = self.fk(x, k);
             p = self.fma(p, r, kc);
         }
         let p = self.fma(p, r2, r);
-        let one = self.f32c(1.0);
+        let one = self.fk(x, 1.0);
         let p = self.b.ins().fadd(p, one);
-        let bits = self.b.ins().bitcast(types::I32, MachMemFlags::new(), t);
-        let e = self.b.ins().iadd_imm_s(bits, 127 - 0x4B40_0000);
-        let sh = self.b.ins().ishl_imm_s(e, 23);
-        let scale = self.b.ins().bitcast(types::F32, MachMemFlags::new(), sh);
+        let (it, ft) = if self.is_vec(x) {
+            (types::I32X4, types::F32X4)
+        } else {
+            (types::I32, types::F32)
+        };
+        let bits = self.b.ins().bitcast(it, MachMemFlags::new(), t);
+        let bias = self.b.ins().iconst(types::I32, 127 - 0x4B40_0000);
+        let bias = if it.is_vector() {
+            self.b.ins().splat(it, bias)
+        } else {
+            bias
+        };
+        let e = self.b.ins().iadd(bits, bias);
+        let n23 = self.b.ins().iconst(types::I32, 23);
+        let sh = self.b.ins().ishl(e, n23);
+        let scale = self.b.ins().bitcast(ft, MachMemFlags::new(), sh);
         let y = self.b.ins().fmul(p, scale);
-        let over = self.f32c(88.72283905206835);
+        let over = self.fk(x, 88.72283905206835);
         let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, over);
-        let inf = self.f32c(f64::INFINITY);
-        let y = self.b.ins().select(c, inf, y);
-        let under = self.f32c(-104.0);
+        let inf = self.fk(x, f64::INFINITY);
+        let y = self.sel(c, inf, y);
+        let under = self.fk(x, -104.0);
         let c = self.b.ins().fcmp(FloatCC::LessThan, x, under);
-        let zero = self.f32c(0.0);
-        self.b.ins().select(c, zero, y)
+        let zero = self.fk(x, 0.0);
+        self.sel(c, zero, y)
     }
 
     fn poly(&mut self, x: Value, coef: &[f64]) -> Value {
-        let mut p = self.f32c(coef[0]);
+        let mut p = self.fk(x, coef[0]);
         for &k in &coef[1..] {
-            let kc = self.f32c(k);
+            let kc = self.fk(x, k);
             p = self.fma(p, x, kc);
         }
         p
     }
 
-    fn tanh_f32(&mut self, x: Value) -> Value {
+    pub(crate) fn tanh_f32(&mut self, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
-        let m2 = self.f32c(-2.0);
+        let m2 = self.fk(x, -2.0);
         let m = self.b.ins().fmul(a, m2);
         let e = self.exp_f32(m);
-        let one = self.f32c(1.0);
+        let one = self.fk(x, 1.0);
         let num = self.b.ins().fsub(one, e);
         let den = self.b.ins().fadd(one, e);
         let big = self.b.ins().fdiv(num, den);
@@ -410,16 +484,16 @@ impl Func<'_, '_> {
         );
         let q = self.b.ins().fmul(q, z);
         let small = self.fma(q, a, a);
-        let lim = self.f32c(0.625);
+        let lim = self.fk(x, 0.625);
         let c = self.b.ins().fcmp(FloatCC::LessThan, a, lim);
-        let t = self.b.ins().select(c, small, big);
-        self.b.ins().fcopysign(t, x)
+        let t = self.sel(c, small, big);
+        self.copysign(t, x)
     }
 
-    fn erf_f32(&mut self, x: Value) -> Value {
+    pub(crate) fn erf_f32(&mut self, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
-        let p = self.f32c(0.3275911);
-        let one = self.f32c(1.0);
+        let p = self.fk(x, 0.3275911);
+        let one = self.fk(x, 1.0);
         let pa = self.fma(p, a, one);
         let t = self.b.ins().fdiv(one, pa);
         let s = self.poly(
@@ -436,7 +510,7 @@ impl Func<'_, '_> {
         let a2 = self.b.ins().fmul(a, a);
         let na2 = self.b.ins().fneg(a2);
         let ex = self.exp_f32(na2);
-        let m1 = self.f32c(-1.0);
+        let m1 = self.fk(x, -1.0);
         let big = self.fma(s, ex, m1);
         let big = self.b.ins().fneg(big);
         let c = 2.0 / std::f64::consts::PI.sqrt();
@@ -454,10 +528,10 @@ impl Func<'_, '_> {
         .collect();
         let small = self.poly(a2, &u);
         let small = self.b.ins().fmul(small, a);
-        let lim = self.f32c(0.5);
+        let lim = self.fk(x, 0.5);
         let cnd = self.b.ins().fcmp(FloatCC::LessThan, a, lim);
-        let y = self.b.ins().select(cnd, small, big);
-        self.b.ins().fcopysign(y, x)
+        let y = self.sel(cnd, small, big);
+        self.copysign(y, x)
     }
 
     fn unary(&mut self, op: UnOp, x: Value, d: DType) -> Value {

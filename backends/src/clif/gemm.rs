@@ -4,6 +4,7 @@
 //! K is done), with an `mr x nr` tile of 128-bit vector accumulators.
 
 use super::emit::{flags, Func};
+use super::vector::{self, LANES};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, FuncRef, InstBuilder, MachMemFlags, Signature, Value,
@@ -105,15 +106,35 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     f.end_loop(kl);
 
     let (i, iloop) = f.begin_loop(zero, mcur);
-    let (j, jloop) = f.begin_loop(zero, ncur);
-    let ci = f.b.ins().imul_imm_s(i, nc_r as i64);
-    let ci = f.b.ins().iadd(ci, j);
-    let ci = f.b.ins().imul_imm_s(ci, 4);
-    let cp = f.b.ins().iadd(part, ci);
-    let acc = f.b.ins().load(types::F32, flags(), cp, 0);
     let mv = f.b.ins().iadd(m0, i);
-    let nv = f.b.ins().iadd(n0, j);
     f.vars.insert(g.m.0.clone(), mv);
+    let row = f.b.ins().imul_imm_s(i, (nc_r * 4) as i64);
+    let prow = f.b.ins().iadd(part, row);
+    let mut from = zero;
+    if vector_epilogue(f, g) {
+        let vend = f.b.ins().band_imm_s(ncur, !(LANES - 1));
+        let (j, jloop) = f.begin_loop_step(zero, vend, LANES);
+        let cp = f.b.ins().imul_imm_s(j, 4);
+        let cp = f.b.ins().iadd(prow, cp);
+        let acc = f.b.ins().load(types::F32X4, flags(), cp, 0);
+        let av = f.b.declare_var(types::F32X4);
+        f.b.def_var(av, acc);
+        f.vlocals.insert(g.acc.clone(), av);
+        let nv = f.b.ins().iadd(n0, j);
+        f.vars.insert(g.n.0.clone(), nv);
+        let v = f.vexpr(&g.value, &g.n.0)?;
+        let v = f.widen(v);
+        let p = f.elem_ptr(g.out, &g.index)?;
+        f.b.ins().store(flags(), v, p, 0);
+        f.vlocals.clear();
+        f.end_loop(jloop);
+        from = vend;
+    }
+    let (j, jloop) = f.begin_loop(from, ncur);
+    let cp = f.b.ins().imul_imm_s(j, 4);
+    let cp = f.b.ins().iadd(prow, cp);
+    let acc = f.b.ins().load(types::F32, flags(), cp, 0);
+    let nv = f.b.ins().iadd(n0, j);
     f.vars.insert(g.n.0.clone(), nv);
     f.set_local(&g.acc, acc);
     match &g.mask {
@@ -136,6 +157,22 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     f.end_loop(iloop);
     f.end_loop(task);
     Ok(())
+}
+
+/// Whether the epilogue runs four columns at a time: no mask, an `f32` store
+/// contiguous along N, and a value with a vector form (the sum a vector).
+fn vector_epilogue(f: &Func, g: &Gemm) -> bool {
+    let n = &g.n.0;
+    let acc = std::slice::from_ref(&g.acc);
+    g.mask.is_none()
+        && f.k.bufs[g.out.0 as usize].dtype == DType::F32
+        && vector::flat_stride(f.k, g.out, &g.index, n) == Some(1)
+        && vector::class(f.k, &g.value, n, acc).is_some()
+        && !g.index.iter().any(|e| {
+            let mut hit = false;
+            e.walk(&mut |x| hit |= matches!(x, Expr::Local(l) if *l == g.acc));
+            hit
+        })
 }
 
 /// `min(block, extent - at)`.
@@ -176,7 +213,22 @@ fn pack(
         (kcur, valid)
     };
     let (o, ol) = f.begin_loop(zero, outer);
-    let (n, nl) = f.begin_loop(zero, inner);
+    let mut from = zero;
+    if !k_inner && vector::class(f.k, e, xvar, &[]) == Some(true) {
+        // Rows of B contiguous along N: four columns per load and store.
+        let vend = f.b.ins().band_imm_s(inner, !(LANES - 1));
+        let (n, nl) = f.begin_loop_step(zero, vend, LANES);
+        let xl = f.b.ins().iadd(base, n);
+        let xg = f.b.ins().iadd(x0, xl);
+        f.vars.insert(xvar.to_string(), xg);
+        let kg = f.b.ins().iadd(k0, o);
+        f.vars.insert(kvar.to_string(), kg);
+        let v = f.vexpr(e, xvar)?;
+        store_packed(f, dst, (pbase, o, n), r, v);
+        f.end_loop(nl);
+        from = vend;
+    }
+    let (n, nl) = f.begin_loop(from, inner);
     let (xi, ki) = if k_inner { (o, n) } else { (n, o) };
     let xl = f.b.ins().iadd(base, xi);
     let xg = f.b.ins().iadd(x0, xl);

@@ -6,6 +6,7 @@
 
 mod emit;
 mod gemm;
+mod vector;
 
 use crate::runtime::KernelFn;
 use cranelift_codegen::ir::{types, AbiParam};

@@ -1,0 +1,329 @@
+//! Four-lane `f32` vectorization for the Cranelift backend (Cranelift does
+//! not vectorize): innermost loops whose stores run contiguously along the
+//! loop variable and whose locals are sums, the matrix product's epilogue
+//! rows, and its operand packing. An expression qualifies when its varying
+//! loads are `f32` and contiguous (flat stride 1) along the variable and its
+//! ops have vector forms; invariant parts are computed once as scalars and
+//! splatted. Loops run four lanes at a time, then the remainder scalar.
+
+use super::emit::{flags, Func};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Stmt, UnOp};
+use kiln_ir::DType;
+
+/// Lanes of an `f32x4`.
+pub(crate) const LANES: i64 = 4;
+
+/// Whether `e` mentions the variable `var` or one of the locals `vl` (`var`
+/// empty: only the locals).
+fn mentions(e: &Expr, var: &str, vl: &[String]) -> bool {
+    let mut hit = false;
+    e.walk(&mut |s| match s {
+        Expr::Var(v) => hit |= v == var,
+        Expr::Local(n) => hit |= vl.contains(n),
+        _ => {}
+    });
+    hit
+}
+
+/// The step of an integer index along `var`: `Some(s)` for
+/// `s * var + (invariant)`, `None` when it is not affine in `var`.
+fn stride(e: &Expr, var: &str) -> Option<i64> {
+    match e {
+        Expr::Var(v) if v == var => Some(1),
+        Expr::Bin(BinOp::Add, a, b) => stride(a, var)?.checked_add(stride(b, var)?),
+        Expr::Bin(BinOp::Sub, a, b) => stride(a, var)?.checked_sub(stride(b, var)?),
+        Expr::Bin(BinOp::Mul, a, b) => match (&**a, &**b) {
+            (Expr::Int(c), x) | (x, Expr::Int(c)) => c.checked_mul(stride(x, var)?),
+            _ => (!mentions(e, var, &[])).then_some(0),
+        },
+        _ => (!mentions(e, var, &[])).then_some(0),
+    }
+}
+
+/// The step of `buf[index]`'s flat offset along `var`.
+pub(crate) fn flat_stride(k: &Kernel, buf: BufId, index: &[Expr], var: &str) -> Option<i64> {
+    let shape = &k.bufs[buf.0 as usize].shape;
+    let (mut s, mut dim) = (0i64, 1i64);
+    for (e, &d) in index.iter().zip(shape).rev() {
+        s = s.checked_add(stride(e, var)?.checked_mul(dim)?)?;
+        dim = dim.checked_mul(d as i64)?;
+    }
+    Some(s)
+}
+
+/// Whether `buf[index]` is `f32` and contiguous along `var`.
+fn contiguous(k: &Kernel, buf: BufId, index: &[Expr], var: &str) -> bool {
+    k.bufs[buf.0 as usize].dtype == DType::F32 && flat_stride(k, buf, index, var) == Some(1)
+}
+
+/// `Some(true)` when `e` varies along `var` and has an `f32x4` form,
+/// `Some(false)` when it is invariant (a scalar of any dtype), `None` when
+/// it varies in a way that stays scalar. The locals `vl` are vectors.
+pub(crate) fn class(k: &Kernel, e: &Expr, var: &str, vl: &[String]) -> Option<bool> {
+    if !mentions(e, var, vl) {
+        return Some(false);
+    }
+    let vec = |x: &Expr| class(k, x, var, vl);
+    match e {
+        Expr::Local(_) => Some(true),
+        Expr::Load(b, ix) => {
+            (contiguous(k, *b, ix, var) && !ix.iter().any(|i| mentions(i, "", vl))).then_some(true)
+        }
+        Expr::Un(op, a) => {
+            let ok = matches!(
+                op,
+                UnOp::Neg | UnOp::Abs | UnOp::Sqrt | UnOp::Exp | UnOp::Tanh | UnOp::Erf
+            );
+            (ok && vec(a)?).then_some(true)
+        }
+        Expr::Bin(op, a, b) if arith(*op) => {
+            let (x, y) = (vec(a)?, vec(b)?);
+            Some(x || y)
+        }
+        Expr::Select(c, a, b) => {
+            let (x, y) = (vec(a)?, vec(b)?);
+            match &**c {
+                c if !mentions(c, var, vl) => Some(x || y),
+                Expr::Bin(op, p, q) if compare(*op).is_some() => {
+                    let (p, q) = (vec(p)?, vec(q)?);
+                    (p || q).then_some(true)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn arith(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Max | BinOp::Min
+    )
+}
+
+fn compare(op: BinOp) -> Option<FloatCC> {
+    Some(match op {
+        BinOp::Eq => FloatCC::Equal,
+        BinOp::Ne => FloatCC::NotEqual,
+        BinOp::Lt => FloatCC::LessThan,
+        BinOp::Le => FloatCC::LessThanOrEqual,
+        BinOp::Gt => FloatCC::GreaterThan,
+        BinOp::Ge => FloatCC::GreaterThanOrEqual,
+        _ => return None,
+    })
+}
+
+/// For a loop body that vectorizes along `var`: the locals it sums into
+/// (each `$s = $s + x`, `$s` read nowhere else). Stores must be `f32`,
+/// contiguous, one per buffer, and loads from a stored buffer must read the
+/// element being stored (no dependence between lanes).
+pub(crate) fn plan(f: &Func, var: &str, body: &[Stmt]) -> Option<Vec<String>> {
+    let k = f.k;
+    let mut sums: Vec<String> = Vec::new();
+    let mut stored: Vec<(BufId, &[Expr])> = Vec::new();
+    for s in body {
+        match s {
+            Stmt::Set { name, value } => {
+                let Expr::Bin(BinOp::Add, a, b) = value else {
+                    return None;
+                };
+                let me = Expr::Local(name.clone());
+                let rest = if **a == me {
+                    b
+                } else if **b == me {
+                    a
+                } else {
+                    return None;
+                };
+                if f.local_dtype(name) != Some(DType::F32) || sums.contains(name) {
+                    return None;
+                }
+                if mentions(rest, "", std::slice::from_ref(name)) {
+                    return None;
+                }
+                sums.push(name.clone());
+            }
+            Stmt::Store { buf, index, .. } => {
+                if !contiguous(k, *buf, index, var) || stored.iter().any(|(b, _)| b == buf) {
+                    return None;
+                }
+                stored.push((*buf, index));
+            }
+            _ => return None,
+        }
+    }
+    for s in body {
+        let (value, index, own) = match s {
+            Stmt::Set { name, value } => (value, &[][..], Some(name)),
+            Stmt::Store { index, value, .. } => (value, &index[..], None),
+            _ => return None,
+        };
+        let others: Vec<String> = sums.iter().filter(|n| Some(*n) != own).cloned().collect();
+        if mentions(value, "", &others) || index.iter().any(|i| mentions(i, "", &sums)) {
+            return None;
+        }
+        let mut ok = class(k, value, var, &sums).is_some();
+        for e in index.iter().chain(std::iter::once(value)) {
+            e.walk(&mut |e| {
+                if let Expr::Load(b, ix) = e {
+                    if let Some((_, at)) = stored.iter().find(|(s, _)| s == b) {
+                        ok &= *at == &ix[..];
+                    }
+                }
+            });
+        }
+        if !ok {
+            return None;
+        }
+    }
+    Some(sums)
+}
+
+impl Func<'_, '_> {
+    /// `v` as an `f32x4` (splat when scalar).
+    pub(crate) fn widen(&mut self, v: Value) -> Value {
+        if self.b.func.dfg.value_type(v).is_vector() {
+            v
+        } else {
+            self.b.ins().splat(types::F32X4, v)
+        }
+    }
+
+    /// Emits `e` (classified by `class`) with the lanes of `var` starting at
+    /// its bound value: an `f32x4`, or a scalar where `e` is invariant.
+    pub(crate) fn vexpr(&mut self, e: &Expr, var: &str) -> Result<Value, String> {
+        let vl: Vec<String> = self.vlocals.keys().cloned().collect();
+        if !mentions(e, var, &vl) {
+            return Ok(self.expr(e)?.0);
+        }
+        Ok(match e {
+            Expr::Local(n) => self.b.use_var(self.vlocals[n]),
+            Expr::Load(b, ix) => {
+                let p = self.elem_ptr(*b, ix)?;
+                self.b.ins().load(types::F32X4, flags(), p, 0)
+            }
+            Expr::Un(op, a) => {
+                let x = self.vexpr(a, var)?;
+                let x = self.widen(x);
+                match op {
+                    UnOp::Neg => self.b.ins().fneg(x),
+                    UnOp::Abs => self.b.ins().fabs(x),
+                    UnOp::Sqrt => self.b.ins().sqrt(x),
+                    UnOp::Exp => self.exp_f32(x),
+                    UnOp::Tanh => self.tanh_f32(x),
+                    UnOp::Erf => self.erf_f32(x),
+                    _ => return Err(format!("no vector form of {op:?}")),
+                }
+            }
+            Expr::Bin(op, a, b) => {
+                let (x, y) = (self.vexpr(a, var)?, self.vexpr(b, var)?);
+                let (x, y) = (self.widen(x), self.widen(y));
+                match op {
+                    BinOp::Add => self.b.ins().fadd(x, y),
+                    BinOp::Sub => self.b.ins().fsub(x, y),
+                    BinOp::Mul => self.b.ins().fmul(x, y),
+                    BinOp::Div => self.b.ins().fdiv(x, y),
+                    BinOp::Max => self.b.ins().fmax(x, y),
+                    BinOp::Min => self.b.ins().fmin(x, y),
+                    _ => return Err(format!("no vector form of {op:?}")),
+                }
+            }
+            Expr::Select(c, a, b) => {
+                let (x, y) = (self.vexpr(a, var)?, self.vexpr(b, var)?);
+                let (x, y) = (self.widen(x), self.widen(y));
+                match &**c {
+                    Expr::Bin(op, p, q) if mentions(c, var, &vl) => {
+                        let cc = compare(*op).ok_or("vector select needs a comparison")?;
+                        let (p, q) = (self.vexpr(p, var)?, self.vexpr(q, var)?);
+                        let (p, q) = (self.widen(p), self.widen(q));
+                        let m = self.b.ins().fcmp(cc, p, q);
+                        self.sel(m, x, y)
+                    }
+                    c => {
+                        let (c, _) = self.expr(c)?;
+                        self.b.ins().select(c, x, y)
+                    }
+                }
+            }
+            _ => return Err(format!("no vector form of {e:?}")),
+        })
+    }
+
+    /// The sum of an `f32x4`'s lanes, `(l0 + l1) + (l2 + l3)`.
+    pub(crate) fn hsum(&mut self, v: Value) -> Value {
+        let l: Vec<Value> = (0..4).map(|i| self.b.ins().extractlane(v, i)).collect();
+        let a = self.b.ins().fadd(l[0], l[1]);
+        let b = self.b.ins().fadd(l[2], l[3]);
+        self.b.ins().fadd(a, b)
+    }
+
+    /// `for var in 0..extent` four lanes at a time (per `plan`, which gave
+    /// the summed locals `sums`), then the remainder with the scalar body.
+    pub(crate) fn vector_for(
+        &mut self,
+        var: &str,
+        extent: &Expr,
+        body: &[Stmt],
+        sums: &[String],
+    ) -> Result<(), String> {
+        let to = self.expr(extent)?.0;
+        let zero = self.iconst(0);
+        let vend = self.b.ins().band_imm_s(to, !(LANES - 1));
+        let zf = self.b.ins().f32const(0.0);
+        let zv = self.b.ins().splat(types::F32X4, zf);
+        for s in sums {
+            let v = self.b.declare_var(types::F32X4);
+            self.b.def_var(v, zv);
+            self.vlocals.insert(s.clone(), v);
+        }
+        let (i, l) = self.begin_loop_step(zero, vend, LANES);
+        let saved = self.vars.insert(var.to_string(), i);
+        for s in body {
+            match s {
+                Stmt::Set { name, value } => {
+                    let Expr::Bin(_, a, b) = value else {
+                        return Err("vector loop: a local that is not a sum".into());
+                    };
+                    let rest = if matches!(&**a, Expr::Local(n) if n == name) {
+                        b
+                    } else {
+                        a
+                    };
+                    let x = self.vexpr(rest, var)?;
+                    let x = self.widen(x);
+                    let acc = self.b.use_var(self.vlocals[name]);
+                    let n = self.b.ins().fadd(acc, x);
+                    self.b.def_var(self.vlocals[name], n);
+                }
+                Stmt::Store { buf, index, value } => {
+                    let x = self.vexpr(value, var)?;
+                    let x = self.widen(x);
+                    let p = self.elem_ptr(*buf, index)?;
+                    self.b.ins().store(flags(), x, p, 0);
+                }
+                _ => return Err("vector loop: a statement other than a store or a sum".into()),
+            }
+        }
+        self.end_loop(l);
+        for s in sums {
+            let v = self.b.use_var(self.vlocals[s]);
+            let h = self.hsum(v);
+            let cur = self.expr(&Expr::Local(s.clone()))?.0;
+            let n = self.b.ins().fadd(cur, h);
+            self.set_local(s, n);
+        }
+        self.vlocals.clear();
+        let (i, l) = self.begin_loop(vend, to);
+        self.vars.insert(var.to_string(), i);
+        self.body(body)?;
+        match saved {
+            Some(v) => self.vars.insert(var.to_string(), v),
+            None => self.vars.remove(var),
+        };
+        self.end_loop(l);
+        Ok(())
+    }
+}
