@@ -534,7 +534,9 @@ impl Func<'_, '_> {
         self.copysign(y, x)
     }
 
-    fn unary(&mut self, op: UnOp, x: Value, d: DType) -> Value {
+    /// A unary op on a scalar of `d` (or an `f32x4` where `d` is f32 and the
+    /// op has a vector form: `vector::class` decides).
+    pub(crate) fn unary(&mut self, op: UnOp, x: Value, d: DType) -> Value {
         let f64 = d == DType::F64;
         let t = ty(d);
         match op {
@@ -557,7 +559,16 @@ impl Func<'_, '_> {
         }
     }
 
-    fn binary(&mut self, op: BinOp, x: Value, y: Value, d: DType, nonzero: bool) -> (Value, DType) {
+    /// A binary op on scalars of `d` (or `f32x4`s, as for `unary`; a
+    /// comparison of vectors gives a lane mask).
+    pub(crate) fn binary(
+        &mut self,
+        op: BinOp,
+        x: Value,
+        y: Value,
+        d: DType,
+        nonzero: bool,
+    ) -> (Value, DType) {
         let unsigned = d == DType::U8 || d == DType::Bool;
         let v = if d.is_float() {
             match op {

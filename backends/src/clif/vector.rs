@@ -7,7 +7,6 @@
 //! splatted. Loops run four lanes at a time, then the remainder scalar.
 
 use super::emit::{flags, Func};
-use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Stmt, UnOp};
 use kiln_ir::DType;
@@ -86,7 +85,7 @@ pub(crate) fn class(k: &Kernel, e: &Expr, var: &str, vl: &[String]) -> Option<bo
             let (x, y) = (vec(a)?, vec(b)?);
             match &**c {
                 c if !mentions(c, var, vl) => Some(x || y),
-                Expr::Bin(op, p, q) if compare(*op).is_some() => {
+                Expr::Bin(op, p, q) if compare(*op) => {
                     let (p, q) = (vec(p)?, vec(q)?);
                     (p || q).then_some(true)
                 }
@@ -104,16 +103,11 @@ fn arith(op: BinOp) -> bool {
     )
 }
 
-fn compare(op: BinOp) -> Option<FloatCC> {
-    Some(match op {
-        BinOp::Eq => FloatCC::Equal,
-        BinOp::Ne => FloatCC::NotEqual,
-        BinOp::Lt => FloatCC::LessThan,
-        BinOp::Le => FloatCC::LessThanOrEqual,
-        BinOp::Gt => FloatCC::GreaterThan,
-        BinOp::Ge => FloatCC::GreaterThanOrEqual,
-        _ => return None,
-    })
+fn compare(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+    )
 }
 
 /// For a loop body that vectorizes along `var`: the locals it sums into
@@ -208,38 +202,21 @@ impl Func<'_, '_> {
             Expr::Un(op, a) => {
                 let x = self.vexpr(a, var)?;
                 let x = self.widen(x);
-                match op {
-                    UnOp::Neg => self.b.ins().fneg(x),
-                    UnOp::Abs => self.b.ins().fabs(x),
-                    UnOp::Sqrt => self.b.ins().sqrt(x),
-                    UnOp::Exp => self.exp_f32(x),
-                    UnOp::Tanh => self.tanh_f32(x),
-                    UnOp::Erf => self.erf_f32(x),
-                    _ => return Err(format!("no vector form of {op:?}")),
-                }
+                self.unary(*op, x, DType::F32)
             }
             Expr::Bin(op, a, b) => {
                 let (x, y) = (self.vexpr(a, var)?, self.vexpr(b, var)?);
                 let (x, y) = (self.widen(x), self.widen(y));
-                match op {
-                    BinOp::Add => self.b.ins().fadd(x, y),
-                    BinOp::Sub => self.b.ins().fsub(x, y),
-                    BinOp::Mul => self.b.ins().fmul(x, y),
-                    BinOp::Div => self.b.ins().fdiv(x, y),
-                    BinOp::Max => self.b.ins().fmax(x, y),
-                    BinOp::Min => self.b.ins().fmin(x, y),
-                    _ => return Err(format!("no vector form of {op:?}")),
-                }
+                self.binary(*op, x, y, DType::F32, false).0
             }
             Expr::Select(c, a, b) => {
                 let (x, y) = (self.vexpr(a, var)?, self.vexpr(b, var)?);
                 let (x, y) = (self.widen(x), self.widen(y));
                 match &**c {
                     Expr::Bin(op, p, q) if mentions(c, var, &vl) => {
-                        let cc = compare(*op).ok_or("vector select needs a comparison")?;
                         let (p, q) = (self.vexpr(p, var)?, self.vexpr(q, var)?);
                         let (p, q) = (self.widen(p), self.widen(q));
-                        let m = self.b.ins().fcmp(cc, p, q);
+                        let m = self.binary(*op, p, q, DType::F32, false).0;
                         self.sel(m, x, y)
                     }
                     c => {
