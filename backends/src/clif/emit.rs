@@ -9,6 +9,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, Block, Function, InstBuilder, MachMemFlags, Signature, Type, Value,
 };
+use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{Linkage, Module};
@@ -36,6 +37,7 @@ pub(crate) fn flags() -> MachMemFlags {
 /// Emits `k` into `func` (whose signature has the four `i64` parameters).
 pub(crate) fn kernel(
     module: &mut JITModule,
+    tile_isa: &dyn TargetIsa,
     func: &mut Function,
     k: &Kernel,
 ) -> Result<(), String> {
@@ -50,6 +52,7 @@ pub(crate) fn kernel(
     let mut f = Func {
         b,
         module,
+        tile_isa,
         k,
         vars: HashMap::new(),
         locals: HashMap::new(),
@@ -91,6 +94,8 @@ pub(crate) fn kernel(
 pub(crate) struct Func<'a, 'k> {
     pub b: FunctionBuilder<'a>,
     pub module: &'a mut JITModule,
+    /// The instruction set the matrix product's register tile is compiled for.
+    pub tile_isa: &'a dyn TargetIsa,
     pub k: &'k Kernel,
     pub vars: HashMap<String, Value>,
     locals: HashMap<String, (Variable, DType)>,

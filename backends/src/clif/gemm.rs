@@ -5,12 +5,11 @@
 
 use super::emit::{flags, Func};
 use super::vector::{self, LANES};
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{
-    types, AbiParam, FuncRef, InstBuilder, MachMemFlags, Signature, Value,
-};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_module::{Linkage, Module};
+use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, Signature, Value};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_module::{Linkage, Module, ModuleReloc};
 use kiln_ir::kernel::{Expr, Gemm, Operand};
 use kiln_ir::DType;
 
@@ -295,7 +294,11 @@ fn panel_ptr(
 /// steps, starting from zero when `first` is non-zero and from the block of
 /// sums at `c` (row stride `ldc` floats) otherwise, stored back there. A
 /// separate function keeps the enclosing loops' values out of its registers
-/// (inline, Cranelift spills the panel pointers inside the K loop).
+/// (inline, Cranelift spills the panel pointers inside the K loop). It is
+/// compiled without the e-graph optimizer (`f.tile_isa`): that pass would
+/// schedule the unrolled K steps sum by sum, keeping every step's B vectors
+/// live at once (spills), and would merge the repeated A loads that let each
+/// broadcast read memory (see `k_loop`).
 fn micro_fn(f: &mut Func, (mr, nr, ldc): (usize, usize, usize)) -> Result<FuncRef, String> {
     let name = format!("{}_tile", f.k.name);
     let mut sig = Signature::new(f.module.isa().default_call_conv());
@@ -315,18 +318,30 @@ fn micro_fn(f: &mut Func, (mr, nr, ldc): (usize, usize, usize)) -> Result<FuncRe
     micro(&mut b, (ps[0], ps[1], ps[2]), (mr, nr, ldc), (ps[3], ps[4]));
     b.ins().return_(&[]);
     b.seal_all_blocks();
-    b.finalize(f.module.isa().frontend_config());
+    b.finalize(f.tile_isa.frontend_config());
+    let err = |e: String| format!("kernel '{name}': cranelift: {e}");
+    ctx.compile(f.tile_isa, &mut ControlPlane::default())
+        .map_err(|e| err(format!("{:?}", e.inner)))?;
+    let code = ctx.compiled_code().expect("compiled above");
+    let relocs: Vec<ModuleReloc> = code
+        .buffer
+        .relocs()
+        .iter()
+        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+        .collect();
+    let (align, bytes) = (code.buffer.alignment as u64, code.code_buffer().to_vec());
     f.module
-        .define_function(id, &mut ctx)
-        .map_err(|e| format!("kernel '{name}': cranelift: {e:?}"))?;
+        .define_function_bytes(id, align, &bytes, &relocs)
+        .map_err(|e| err(e.to_string()))?;
     Ok(f.module.declare_func_in_func(id, f.b.func))
 }
 
-/// The body of the register tile (see `micro_fn`). The K loop walks both
-/// panels by pointer and updates each sum with a multiply and an add: the
-/// add's destination can reuse its accumulator's register, where Cranelift's
-/// x86 FMA ties a multiplicand and costs a copy per update (Zen 3 issues two
-/// multiplies and two adds per cycle, the same rate as two FMAs).
+/// The body of the register tile (see `micro_fn`): a K loop unrolled
+/// `UNROLL` times, then one for the remaining steps. Each sum is updated with
+/// a multiply and an add: the add's destination can reuse its accumulator's
+/// register, where Cranelift's x86 FMA ties a multiplicand and costs a copy
+/// per update (Zen 3 issues two multiplies and two adds per cycle, the same
+/// rate as two FMAs).
 fn micro(
     b: &mut FunctionBuilder,
     (a, bpan, kcur): (Value, Value, Value),
@@ -348,56 +363,24 @@ fn micro(
             acc.push(var);
         }
     }
-    // One A pointer per vector of the tile's row (`nv` copies of the same
-    // address, opaque to Cranelift's value numbering): each broadcast then
-    // has its own single-use load and becomes `vbroadcastss` from memory; a
-    // broadcast shared by `nv` products would be register-to-register, which
-    // halves the loop's rate on Zen 3.
-    let aps: Vec<_> = (0..nv).map(|_| b.declare_var(types::I64)).collect();
-    for &ap in &aps {
-        b.def_var(ap, a);
-    }
+    let ap = b.declare_var(types::I64);
+    b.def_var(ap, a);
     let bp = b.declare_var(types::I64);
     b.def_var(bp, bpan);
+    let main = b.ins().band_imm_s(kcur, -(UNROLL as i64));
+    let len = b.ins().imul_imm_s(main, (mr * 4) as i64);
+    let main_end = b.ins().iadd(a, len);
     let len = b.ins().imul_imm_s(kcur, (mr * 4) as i64);
-    let aend = b.ins().iadd(a, len);
-    // Tested at the top: the sums leave the loop as the head's parameters, so
-    // each new sum has one use (the back edge); a sum used by the back edge
-    // and after the loop would count as used twice, and Cranelift then sinks
-    // no load into its broadcast (use counts propagate through the chain).
-    let (head, body, exit) = (b.create_block(), b.create_block(), b.create_block());
-    b.ins().jump(head, &[]);
-    b.switch_to_block(head);
-    let at = b.use_var(aps[0]);
-    let more = b.ins().icmp(IntCC::SignedLessThan, at, aend);
-    b.ins().brif(more, body, &[], exit, &[]);
-    b.switch_to_block(body);
-    let pas: Vec<Value> = aps.iter().map(|&ap| b.use_var(ap)).collect();
-    let pb = b.use_var(bp);
-    let bvs: Vec<Value> = (0..nv)
-        .map(|v| b.ins().load(vt, panel_flags(), pb, (v * 16) as i32))
-        .collect();
-    for i in 0..mr {
-        for (v, bv) in bvs.iter().enumerate() {
-            let s = b
-                .ins()
-                .load(types::F32, panel_flags(), pas[v], (i * 4) as i32);
-            let sp = b.ins().splat(vt, s);
-            let var = acc[i * nv + v];
-            let cur = b.use_var(var);
-            let t = b.ins().fmul(sp, *bv);
-            let n = b.ins().fadd(cur, t);
-            b.def_var(var, n);
-        }
-    }
-    for (&ap, &pa) in aps.iter().zip(&pas) {
-        let next = b.ins().iadd_imm_s(pa, (mr * 4) as i64);
-        b.def_var(ap, next);
-    }
-    let nb = b.ins().iadd_imm_s(pb, (nr * 4) as i64);
-    b.def_var(bp, nb);
-    b.ins().jump(head, &[]);
-    b.switch_to_block(exit);
+    let end = b.ins().iadd(a, len);
+    let panels = Panels {
+        ap,
+        bp,
+        acc: &acc,
+        mr,
+        nr,
+    };
+    k_loop(b, &panels, main_end, UNROLL);
+    k_loop(b, &panels, end, 1);
     for i in 0..mr {
         for v in 0..nv {
             let off = ((i * ldc + v * 4) * 4) as i32;
@@ -407,10 +390,63 @@ fn micro(
     }
 }
 
-/// Loads from the packed panels inside the K loop, which writes no memory:
-/// pure, so Cranelift places each load next to its first use (a broadcast
-/// from memory, B in two registers) instead of all before the arithmetic,
-/// which would keep every A value of the step live at once.
-fn panel_flags() -> MachMemFlags {
-    flags().with_readonly().with_can_move()
+/// K steps of the register tile per trip of its main loop: fewer pointer
+/// updates and branches per multiply.
+const UNROLL: usize = 4;
+
+/// The tile's panel pointers and sums, as variables.
+struct Panels<'a> {
+    ap: Variable,
+    bp: Variable,
+    acc: &'a [Variable],
+    mr: usize,
+    nr: usize,
+}
+
+/// A loop over the K steps until the A pointer reaches `end`, `unroll` steps
+/// per trip (the caller makes the distance a multiple of it). Every product
+/// loads its own copy of its A value: a load with one use becomes the operand
+/// of `vbroadcastss` from memory, where a broadcast shared by two products
+/// would go through a register (`vmovss` + `vbroadcastss xmm`, half the
+/// loop's rate on Zen 3). Tested at the top: the sums leave the loop as the
+/// head's parameters, so each new sum has one use (the back edge); a sum used
+/// by the back edge and after the loop counts as used twice, and Cranelift
+/// then sinks no load into its broadcast (use counts propagate through the
+/// chain).
+fn k_loop(b: &mut FunctionBuilder, p: &Panels, end: Value, unroll: usize) {
+    let (mr, nr) = (p.mr, p.nr);
+    let nv = nr / 4;
+    let vt = types::F32X4;
+    let (head, body, exit) = (b.create_block(), b.create_block(), b.create_block());
+    b.ins().jump(head, &[]);
+    b.switch_to_block(head);
+    let pa = b.use_var(p.ap);
+    let more = b.ins().icmp(IntCC::SignedLessThan, pa, end);
+    b.ins().brif(more, body, &[], exit, &[]);
+    b.switch_to_block(body);
+    let pa = b.use_var(p.ap);
+    let pb = b.use_var(p.bp);
+    for u in 0..unroll {
+        let bvs: Vec<Value> = (0..nv)
+            .map(|v| b.ins().load(vt, flags(), pb, ((u * nr + v * 4) * 4) as i32))
+            .collect();
+        for i in 0..mr {
+            for (v, bv) in bvs.iter().enumerate() {
+                let off = ((u * mr + i) * 4) as i32;
+                let s = b.ins().load(types::F32, flags(), pa, off);
+                let sp = b.ins().splat(vt, s);
+                let var = p.acc[i * nv + v];
+                let cur = b.use_var(var);
+                let t = b.ins().fmul(sp, *bv);
+                let n = b.ins().fadd(cur, t);
+                b.def_var(var, n);
+            }
+        }
+    }
+    let next = b.ins().iadd_imm_s(pa, (unroll * mr * 4) as i64);
+    b.def_var(p.ap, next);
+    let nb = b.ins().iadd_imm_s(pb, (unroll * nr * 4) as i64);
+    b.def_var(p.bp, nb);
+    b.ins().jump(head, &[]);
+    b.switch_to_block(exit);
 }

@@ -1,8 +1,9 @@
 //! The Cranelift CPU backend (`cpu`, pure Rust, JIT): every kernel of a
 //! lowered program becomes one Cranelift function with the same entry ABI as
 //! the LLVM backend (`args`, `lo`, `hi`, `scratch`), compiled in memory for
-//! the host. Loops are scalar and tested at the bottom; the matrix product
-//! calls a 6 x 8 register tile of 128-bit vectors, a function of its own.
+//! the host. Loops are tested at the bottom, four-lane where `vector` allows;
+//! the matrix product calls a 6 x 8 register tile of 128-bit vectors, a
+//! function of its own compiled without the e-graph optimizer.
 
 mod emit;
 mod gemm;
@@ -10,6 +11,7 @@ mod vector;
 
 use crate::runtime::KernelFn;
 use cranelift_codegen::ir::{types, AbiParam};
+use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
@@ -35,11 +37,11 @@ impl Drop for ClifCode {
     }
 }
 
-/// Compiles every kernel step of `p`; returns the code and each step's entry.
-pub fn compile(p: &Program) -> Result<(ClifCode, Vec<Option<KernelFn>>), String> {
+/// The host's instruction set at Cranelift optimization level `opt`.
+fn host_isa(opt: &str) -> Result<OwnedTargetIsa, String> {
     let mut flags = settings::builder();
     for (k, v) in [
-        ("opt_level", "speed"),
+        ("opt_level", opt),
         ("is_pic", "false"),
         ("use_colocated_libcalls", "false"),
     ] {
@@ -47,10 +49,18 @@ pub fn compile(p: &Program) -> Result<(ClifCode, Vec<Option<KernelFn>>), String>
             .set(k, v)
             .map_err(|e| format!("cranelift setting {k}: {e}"))?;
     }
-    let isa = cranelift_native::builder()
+    cranelift_native::builder()
         .map_err(|e| format!("cranelift: this host is not supported: {e}"))?
         .finish(settings::Flags::new(flags))
-        .map_err(|e| format!("cranelift: {e}"))?;
+        .map_err(|e| format!("cranelift: {e}"))
+}
+
+/// Compiles every kernel step of `p`; returns the code and each step's entry.
+pub fn compile(p: &Program) -> Result<(ClifCode, Vec<Option<KernelFn>>), String> {
+    let isa = host_isa("speed")?;
+    // The register tile is compiled without the e-graph optimizer, so its
+    // instructions stay in the order written (see `gemm::micro_fn`).
+    let tile_isa = host_isa("none")?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut ctx = module.make_context();
     let mut ids = Vec::new();
@@ -60,7 +70,7 @@ pub fn compile(p: &Program) -> Result<(ClifCode, Vec<Option<KernelFn>>), String>
             continue;
         };
         ctx.func.signature.params = vec![AbiParam::new(types::I64); 4];
-        emit::kernel(&mut module, &mut ctx.func, kernel)?;
+        emit::kernel(&mut module, &*tile_isa, &mut ctx.func, kernel)?;
         let id = module
             .declare_function(&kernel.name, Linkage::Export, &ctx.func.signature)
             .map_err(|e| format!("kernel '{}': {e}", kernel.name))?;
