@@ -72,7 +72,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
             (&g.m.0, &g.k.0),
             (m0, mcur, mpan),
             (k0, kcur),
-            (mr, s.kc),
+            (mr, s.panel_stride(mr)),
             apack,
             true,
         )?;
@@ -84,7 +84,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
             (&g.n.0, &g.k.0),
             (n0, ncur, npan),
             (k0, kcur),
-            (nr, s.kc),
+            (nr, s.panel_stride(nr)),
             bpack,
             false,
         )?;
@@ -92,9 +92,21 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     let first = f.b.ins().icmp_imm_s(IntCC::Equal, kb, 0);
     let first = f.b.ins().uextend(types::I64, first);
     let (jr, jl) = f.begin_loop(zero, npan);
-    let bptr = panel_ptr(f, &g.b, bpack, (n0, jr, k0), (nr, s.kc, k_ext));
+    let bptr = panel_ptr(
+        f,
+        &g.b,
+        bpack,
+        (n0, jr, k0),
+        (nr, s.panel_stride(nr), k_ext),
+    );
     let (ir, il) = f.begin_loop(zero, mpan);
-    let aptr = panel_ptr(f, &g.a, apack, (m0, ir, k0), (mr, s.kc, k_ext));
+    let aptr = panel_ptr(
+        f,
+        &g.a,
+        apack,
+        (m0, ir, k0),
+        (mr, s.panel_stride(mr), k_ext),
+    );
     let row = f.b.ins().imul_imm_s(ir, (mr * nc_r * 4) as i64);
     let col = f.b.ins().imul_imm_s(jr, (nr * 4) as i64);
     let c = f.b.ins().iadd(part, row);
@@ -187,7 +199,8 @@ fn ceil_div(f: &mut Func, x: Value, d: usize) -> Value {
     f.b.ins().udiv_imm_u(x, d as i64)
 }
 
-/// Packs one operand's slice into `[panels, kc, r]` (zero past the valid rows).
+/// Packs one operand's slice into `[panels, kc, r]`, panels `stride` floats
+/// apart (zero past the valid rows).
 #[allow(clippy::too_many_arguments)]
 fn pack(
     f: &mut Func,
@@ -195,39 +208,35 @@ fn pack(
     (xvar, kvar): (&str, &str),
     (x0, xcur, pans): (Value, Value, Value),
     (k0, kcur): (Value, Value),
-    (r, kc): (usize, usize),
+    (r, stride): (usize, usize),
     dst: Value,
     k_inner: bool,
 ) -> Result<(), String> {
+    if !k_inner && r as i64 % LANES == 0 && vector::class(f.k, e, xvar, &[]) == Some(true) {
+        return pack_rows(
+            f,
+            e,
+            (xvar, kvar),
+            (x0, xcur, pans),
+            (k0, kcur),
+            (r, stride),
+            dst,
+        );
+    }
     let zero = f.iconst(0);
     let (p, pl) = f.begin_loop(zero, pans);
     let base = f.b.ins().imul_imm_s(p, r as i64);
     let left = f.b.ins().isub(xcur, base);
     let rv = f.iconst(r as i64);
     let valid = f.b.ins().smin(left, rv);
-    let pbase = f.b.ins().imul_imm_s(p, (kc * r) as i64);
+    let pbase = f.b.ins().imul_imm_s(p, stride as i64);
     let (outer, inner) = if k_inner {
         (valid, kcur)
     } else {
         (kcur, valid)
     };
     let (o, ol) = f.begin_loop(zero, outer);
-    let mut from = zero;
-    if !k_inner && vector::class(f.k, e, xvar, &[]) == Some(true) {
-        // Rows of B contiguous along N: four columns per load and store.
-        let vend = f.b.ins().band_imm_s(inner, !(LANES - 1));
-        let (n, nl) = f.begin_loop_step(zero, vend, LANES);
-        let xl = f.b.ins().iadd(base, n);
-        let xg = f.b.ins().iadd(x0, xl);
-        f.vars.insert(xvar.to_string(), xg);
-        let kg = f.b.ins().iadd(k0, o);
-        f.vars.insert(kvar.to_string(), kg);
-        let v = f.vexpr(e, xvar)?;
-        store_packed(f, dst, (pbase, o, n), r, v);
-        f.end_loop(nl);
-        from = vend;
-    }
-    let (n, nl) = f.begin_loop(from, inner);
+    let (n, nl) = f.begin_loop(zero, inner);
     let (xi, ki) = if k_inner { (o, n) } else { (n, o) };
     let xl = f.b.ins().iadd(base, xi);
     let xg = f.b.ins().iadd(x0, xl);
@@ -247,6 +256,64 @@ fn pack(
     f.end_loop(zl);
     f.end_loop(pl);
     Ok(())
+}
+
+/// Packs B whose rows are contiguous along N (`r` a multiple of four): K
+/// outermost, then the block's columns four at a time, so each step reads
+/// one row of the slice in order (an image row for a convolution) and the K
+/// index arithmetic is done once per row, not once per panel.
+fn pack_rows(
+    f: &mut Func,
+    e: &Expr,
+    (xvar, kvar): (&str, &str),
+    (x0, xcur, pans): (Value, Value, Value),
+    (k0, kcur): (Value, Value),
+    (r, stride): (usize, usize),
+    dst: Value,
+) -> Result<(), String> {
+    let zero = f.iconst(0);
+    let (o, ol) = f.begin_loop(zero, kcur);
+    let kg = f.b.ins().iadd(k0, o);
+    f.vars.insert(kvar.to_string(), kg);
+    let vend = f.b.ins().band_imm_s(xcur, !(LANES - 1));
+    let (x, xl) = f.begin_loop_step(zero, vend, LANES);
+    let xg = f.b.ins().iadd(x0, x);
+    f.vars.insert(xvar.to_string(), xg);
+    let v = f.vexpr(e, xvar)?;
+    store_column(f, dst, (o, x), (r, stride), v);
+    f.end_loop(xl);
+    let (x, xl) = f.begin_loop(vend, xcur);
+    let xg = f.b.ins().iadd(x0, x);
+    f.vars.insert(xvar.to_string(), xg);
+    let (v, d) = f.expr(e)?;
+    let v = f.cast(v, d, DType::F32);
+    store_column(f, dst, (o, x), (r, stride), v);
+    f.end_loop(xl);
+    f.end_loop(ol);
+    // Zero past the last valid column of the last panel.
+    let full = f.b.ins().imul_imm_s(pans, r as i64);
+    let (x, xl) = f.begin_loop(xcur, full);
+    let (k, kl) = f.begin_loop(zero, kcur);
+    let fz = f.b.ins().f32const(0.0);
+    store_column(f, dst, (k, x), (r, stride), fz);
+    f.end_loop(kl);
+    f.end_loop(xl);
+    Ok(())
+}
+
+/// Stores `v` (a scalar or four columns inside one panel) at column `x`,
+/// step `k` of a `[panels, kc, r]` pack (panels `stride` floats apart).
+fn store_column(
+    f: &mut Func,
+    dst: Value,
+    (k, x): (Value, Value),
+    (r, stride): (usize, usize),
+    v: Value,
+) {
+    let pan = f.b.ins().udiv_imm_u(x, r as i64);
+    let lane = f.b.ins().urem_imm_u(x, r as i64);
+    let pbase = f.b.ins().imul_imm_s(pan, stride as i64);
+    store_packed(f, dst, (pbase, k, lane), r, v);
 }
 
 fn store_packed(
@@ -270,11 +337,11 @@ fn panel_ptr(
     op: &Operand,
     pack: Value,
     (x0, p, k0): (Value, Value, Value),
-    (r, kc, k_ext): (usize, usize, usize),
+    (r, stride, k_ext): (usize, usize, usize),
 ) -> Value {
     match op {
         Operand::Expr(_) => {
-            let at = f.b.ins().imul_imm_s(p, (kc * r * 4) as i64);
+            let at = f.b.ins().imul_imm_s(p, (stride * 4) as i64);
             f.b.ins().iadd(pack, at)
         }
         Operand::Packed(b) => {

@@ -77,7 +77,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
             (&g.m.0, &g.k.0),
             (&m0, &mcur, &mpan),
             (&k0, &kcur),
-            (mr, s.kc),
+            (mr, s.panel_stride(mr)),
             &apack,
             true,
         )?;
@@ -89,15 +89,27 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
             (&g.n.0, &g.k.0),
             (&n0, &ncur, &npan),
             (&k0, &kcur),
-            (nr, s.kc),
+            (nr, s.panel_stride(nr)),
             &bpack,
             false,
         )?;
     }
     let jr = f.begin_loop("0", &npan);
-    let bptr = panel_ptr(f, &g.b, &bpack, (&n0, &jr.0, &k0), (nr, s.kc, k_ext))?;
+    let bptr = panel_ptr(
+        f,
+        &g.b,
+        &bpack,
+        (&n0, &jr.0, &k0),
+        (nr, s.panel_stride(nr), k_ext),
+    )?;
     let ir = f.begin_loop("0", &mpan);
-    let aptr = panel_ptr(f, &g.a, &apack, (&m0, &ir.0, &k0), (mr, s.kc, k_ext))?;
+    let aptr = panel_ptr(
+        f,
+        &g.a,
+        &apack,
+        (&m0, &ir.0, &k0),
+        (mr, s.panel_stride(mr), k_ext),
+    )?;
     let first = f.ins("fst", &format!("icmp eq i64 {}, 0", kb.0));
     let row = f.ins("cr", &format!("mul nuw nsw i64 {}, {}", ir.0, mr * nc_r));
     let col = f.ins("cc", &format!("mul nuw nsw i64 {}, {nr}", jr.0));
@@ -239,7 +251,8 @@ fn min_of(f: &mut Func, a: &str, total: &str, base: &str) -> String {
     f.ins("r", &format!("select i1 {c}, i64 {r}, i64 {a}"))
 }
 
-/// Packs one operand's slice into `[panels, kc, r]`: element `(x, k)` of the
+/// Packs one operand's slice into `[panels, kc, r]` (panels `stride` floats
+/// apart): element `(x, k)` of the
 /// block starting at `x0`/`k0`, zero past the valid `xcur` rows. A reads
 /// along K (`k_inner`), B along N: the contiguous direction loops inside.
 #[allow(clippy::too_many_arguments)]
@@ -249,7 +262,7 @@ fn pack(
     (xvar, kvar): (&str, &str),
     (x0, xcur, pans): (&str, &str, &str),
     (k0, kcur): (&str, &str),
-    (r, kc): (usize, usize),
+    (r, stride): (usize, usize),
     dst: &str,
     k_inner: bool,
 ) -> Result<(), String> {
@@ -257,7 +270,7 @@ fn pack(
     let base = f.ins("xb", &format!("mul nuw nsw i64 {}, {r}", p.0));
     let valid = min_rest(f, r, 0, &base);
     let valid = min_of(f, &valid, xcur, &base);
-    let pbase = f.ins("pb", &format!("mul nuw nsw i64 {}, {}", p.0, kc * r));
+    let pbase = f.ins("pb", &format!("mul nuw nsw i64 {}, {stride}", p.0));
     let (outer, inner) = if k_inner {
         (valid.as_str(), kcur)
     } else {
@@ -306,18 +319,19 @@ fn pack(
 }
 
 /// The first element of panel `p` of the block at `x0`, K slice at `k0`: in
-/// the run-time pack (`[panels, kc, r]`) or in the compile-time one
+/// the run-time pack (`[panels, kc, r]`, panels `stride` floats apart) or in
+/// the compile-time one
 /// (`[ceil(X/r), K, r]`).
 fn panel_ptr(
     f: &mut Func,
     op: &Operand,
     pack: &str,
     (x0, p, k0): (&str, &str, &str),
-    (r, kc, k_ext): (usize, usize, usize),
+    (r, stride, k_ext): (usize, usize, usize),
 ) -> Result<String, String> {
     match op {
         Operand::Expr(_) => {
-            let at = f.ins("pa", &format!("mul nuw nsw i64 {p}, {}", kc * r));
+            let at = f.ins("pa", &format!("mul nuw nsw i64 {p}, {stride}"));
             Ok(f.ins(
                 "pa",
                 &format!("getelementptr inbounds float, ptr {pack}, i64 {at}"),

@@ -139,6 +139,17 @@ pub struct GemmSchedule {
     pub nc: usize,
 }
 
+impl GemmSchedule {
+    /// Floats from one run-time packed panel of `r` rows to the next: a
+    /// `kc x r` panel plus one cache line, so that a pack writing the same
+    /// row of every panel (B, one row of the slice at a time) does not send
+    /// all its stores to one cache set (`kc * r * 4` bytes is a multiple of
+    /// 4 KiB for the usual blockings).
+    pub fn panel_stride(&self, r: usize) -> usize {
+        self.kc * r + 16
+    }
+}
+
 /// How a kernel runs, apart from what it computes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Schedule {
@@ -271,12 +282,12 @@ impl Gemm {
         let align = |x: usize| x.div_ceil(64) * 64;
         let (mc, nc) = (s.mc.div_ceil(s.mr) * s.mr, s.nc.div_ceil(s.nr) * s.nr);
         let a_size = if matches!(self.a, Operand::Expr(_)) {
-            mc * s.kc * 4
+            mc / s.mr * s.panel_stride(s.mr) * 4
         } else {
             0
         };
         let b_size = if matches!(self.b, Operand::Expr(_)) {
-            s.kc * nc * 4
+            nc / s.nr * s.panel_stride(s.nr) * 4
         } else {
             0
         };
@@ -293,10 +304,10 @@ impl Gemm {
         let nc = s.nc.div_ceil(s.nr) * s.nr;
         let mut f = 0;
         if matches!(self.a, Operand::Expr(_)) {
-            f += mc * s.kc;
+            f += mc / s.mr * s.panel_stride(s.mr);
         }
         if matches!(self.b, Operand::Expr(_)) {
-            f += s.kc * nc;
+            f += nc / s.nr * s.panel_stride(s.nr);
         }
         f += mc * nc;
         f * 4 + 3 * 64
