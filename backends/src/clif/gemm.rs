@@ -10,7 +10,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, Signature, Value};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::{Linkage, Module, ModuleReloc};
-use kiln_ir::kernel::{Expr, Gemm, Operand};
+use kiln_ir::kernel::{Expr, Gemm, Operand, RowSplit, COL, ROW};
 use kiln_ir::DType;
 
 /// Emits a matrix product over tasks `range` (all tasks when `None`).
@@ -116,6 +116,24 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     f.end_loop(jl);
     f.end_loop(kl);
 
+    match g.row_split() {
+        Some(rows) => row_epilogue(f, g, &rows, (m0, mcur), (n0, ncur), (part, nc_r))?,
+        None => epilogue(f, g, (m0, mcur), (n0, ncur), (part, nc_r))?,
+    }
+    f.end_loop(task);
+    Ok(())
+}
+
+/// The epilogue over the valid part of the block: four columns at a time
+/// where `vector_epilogue` allows, then one at a time (under the mask, if any).
+fn epilogue(
+    f: &mut Func,
+    g: &Gemm,
+    (m0, mcur): (Value, Value),
+    (n0, ncur): (Value, Value),
+    (part, nc_r): (Value, usize),
+) -> Result<(), String> {
+    let zero = f.iconst(0);
     let (i, iloop) = f.begin_loop(zero, mcur);
     let mv = f.b.ins().iadd(m0, i);
     f.vars.insert(g.m.0.clone(), mv);
@@ -166,8 +184,97 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     }
     f.end_loop(jloop);
     f.end_loop(iloop);
-    f.end_loop(task);
     Ok(())
+}
+
+/// The epilogue of a row-masked product (a convolution over its padded
+/// grid): per block row, the grid rows the block's columns cover, and in each
+/// only the valid columns, four at a time where the split store is contiguous
+/// along the column and its value has a vector form, so there is no division
+/// and no branch per element.
+fn row_epilogue(
+    f: &mut Func,
+    g: &Gemm,
+    rows: &RowSplit,
+    (m0, mcur): (Value, Value),
+    (n0, ncur): (Value, Value),
+    (part, ldc): (Value, usize),
+) -> Result<(), String> {
+    let (w, valid) = (rows.width, rows.valid);
+    let acc = std::slice::from_ref(&g.acc);
+    let vector = f.k.bufs[g.out.0 as usize].dtype == DType::F32
+        && !rows
+            .index
+            .iter()
+            .chain([&rows.value])
+            .any(|e| e.uses_var(&g.n.0))
+        && vector::flat_stride(f.k, g.out, &rows.index, COL) == Some(1)
+        && vector::class(f.k, &rows.value, COL, acc).is_some()
+        && !rows.index.iter().any(|e| mentions_local(e, &g.acc));
+    let zero = f.iconst(0);
+    let r_lo = f.b.ins().udiv_imm_u(n0, w);
+    let end = f.b.ins().iadd(n0, ncur);
+    let r_hi = ceil_div(f, end, w as usize);
+    let (i, iloop) = f.begin_loop(zero, mcur);
+    let mv = f.b.ins().iadd(m0, i);
+    f.vars.insert(g.m.0.clone(), mv);
+    let (r, rloop) = f.begin_loop(r_lo, r_hi);
+    f.vars.insert(ROW.into(), r);
+    let base = f.b.ins().imul_imm_s(r, w);
+    // Columns [max(0, n0 - base), min(valid, end - base)) of this grid row,
+    // whose sums sit at `part[i][base - n0 + col]`.
+    let lo = f.b.ins().isub(n0, base);
+    let lo = f.b.ins().smax(lo, zero);
+    let hi = f.b.ins().isub(end, base);
+    let vv = f.iconst(valid);
+    let hi = f.b.ins().smin(hi, vv);
+    let row = f.b.ins().imul_imm_s(i, ldc as i64);
+    let off = f.b.ins().isub(base, n0);
+    let at = f.b.ins().iadd(row, off);
+    let at = f.b.ins().imul_imm_s(at, 4);
+    let prow = f.b.ins().iadd(part, at);
+    let mut from = lo;
+    if vector {
+        let len = f.b.ins().isub(hi, lo);
+        let len = f.b.ins().smax(len, zero);
+        let len = f.b.ins().band_imm_s(len, !(LANES - 1));
+        let vend = f.b.ins().iadd(lo, len);
+        let (c, cl) = f.begin_loop_step(lo, vend, LANES);
+        f.vars.insert(COL.into(), c);
+        let cp = f.b.ins().imul_imm_s(c, 4);
+        let cp = f.b.ins().iadd(prow, cp);
+        let sums = f.b.ins().load(types::F32X4, flags(), cp, 0);
+        let av = f.b.declare_var(types::F32X4);
+        f.b.def_var(av, sums);
+        f.vlocals.insert(g.acc.clone(), av);
+        let v = f.vexpr(&rows.value, COL)?;
+        let v = f.widen(v);
+        let p = f.elem_ptr(g.out, &rows.index)?;
+        f.b.ins().store(flags(), v, p, 0);
+        f.vlocals.clear();
+        f.end_loop(cl);
+        from = vend;
+    }
+    let (c, cl) = f.begin_loop(from, hi);
+    f.vars.insert(COL.into(), c);
+    let q = f.b.ins().iadd(base, c);
+    f.vars.insert(g.n.0.clone(), q);
+    let cp = f.b.ins().imul_imm_s(c, 4);
+    let cp = f.b.ins().iadd(prow, cp);
+    let sum = f.b.ins().load(types::F32, flags(), cp, 0);
+    f.set_local(&g.acc, sum);
+    let (v, _) = f.expr(&rows.value)?;
+    f.store(g.out, &rows.index, v)?;
+    f.end_loop(cl);
+    f.end_loop(rloop);
+    f.end_loop(iloop);
+    Ok(())
+}
+
+fn mentions_local(e: &Expr, l: &str) -> bool {
+    let mut hit = false;
+    e.walk(&mut |x| hit |= matches!(x, Expr::Local(n) if n == l));
+    hit
 }
 
 /// Whether the epilogue runs four columns at a time: no mask, an `f32` store
@@ -179,11 +286,7 @@ fn vector_epilogue(f: &Func, g: &Gemm) -> bool {
         && f.k.bufs[g.out.0 as usize].dtype == DType::F32
         && vector::flat_stride(f.k, g.out, &g.index, n) == Some(1)
         && vector::class(f.k, &g.value, n, acc).is_some()
-        && !g.index.iter().any(|e| {
-            let mut hit = false;
-            e.walk(&mut |x| hit |= matches!(x, Expr::Local(l) if *l == g.acc));
-            hit
-        })
+        && !g.index.iter().any(|e| mentions_local(e, &g.acc))
 }
 
 /// `min(block, extent - at)`.

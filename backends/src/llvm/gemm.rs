@@ -8,7 +8,7 @@
 //! loop nest and stores the results.
 
 use super::emit::Func;
-use kiln_ir::kernel::{BinOp, Expr, Gemm, Operand};
+use kiln_ir::kernel::{Gemm, Operand, RowSplit, COL, ROW};
 use kiln_ir::DType;
 
 /// Emits a matrix product over tasks `range` (all tasks when `None`).
@@ -123,8 +123,8 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
     f.end_loop(jr, None);
     f.end_loop(kb, None);
 
-    if let Some((w, valid)) = row_mask(g) {
-        row_epilogue(f, g, (&m0, &mcur), (&n0, &ncur), (w, valid), (&part, nc_r))?;
+    if let Some(rows) = g.row_split() {
+        row_epilogue(f, g, &rows, (&m0, &mcur), (&n0, &ncur), (&part, nc_r))?;
         f.end_loop(task, None);
         return Ok(());
     }
@@ -150,51 +150,19 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
     f.end_loop(task, None);
     Ok(())
 }
-/// A mask of the form `n % w < valid` (the virtual grid of a flattened
-/// convolution): `(w, valid)`.
-fn row_mask(g: &Gemm) -> Option<(i64, i64)> {
-    let Some(Expr::Bin(BinOp::Lt, a, v)) = &g.mask else {
-        return None;
-    };
-    let (Expr::Bin(BinOp::Rem, n, w), Expr::Int(valid)) = (&**a, &**v) else {
-        return None;
-    };
-    match (&**n, &**w) {
-        (Expr::Var(n), Expr::Int(w)) if *n == g.n.0 && *w > 0 => Some((*w, *valid)),
-        _ => None,
-    }
-}
-
-/// `e` with `n / w` and `n % w` replaced by the row and column variables.
-fn split_n(e: &Expr, n: &str, w: i64) -> Expr {
-    let r = |x: &Expr| Box::new(split_n(x, n, w));
-    match e {
-        Expr::Bin(op @ (BinOp::Div | BinOp::Rem), a, b) if matches!((&**a, &**b), (Expr::Var(v), Expr::Int(d)) if v == n && *d == w) => {
-            Expr::Var(if *op == BinOp::Div { "n.row" } else { "n.col" }.into())
-        }
-        Expr::Load(b, ix) => Expr::Load(*b, ix.iter().map(|x| split_n(x, n, w)).collect()),
-        Expr::Un(op, a) => Expr::Un(*op, r(a)),
-        Expr::Bin(op, a, b) => Expr::Bin(*op, r(a), r(b)),
-        Expr::Select(c, a, b) => Expr::Select(r(c), r(a), r(b)),
-        Expr::Cast(d, a) => Expr::Cast(*d, r(a)),
-        other => other.clone(),
-    }
-}
-
 /// The epilogue of a row-masked product: per block row, the grid rows the
 /// block's columns cover, and in each only the valid columns, so the inner
 /// loop is a plain run of stores with no division and no branch.
 fn row_epilogue(
     f: &mut Func,
     g: &Gemm,
+    rows: &RowSplit,
     (m0, mcur): (&str, &str),
     (n0, ncur): (&str, &str),
-    (w, valid): (i64, i64),
     (part, ldc): (&str, usize),
 ) -> Result<(), String> {
     let n = g.n.0.clone();
-    let index: Vec<Expr> = g.index.iter().map(|e| split_n(e, &n, w)).collect();
-    let value = split_n(&g.value, &n, w);
+    let (w, valid) = (rows.width, rows.valid);
     let r_lo = f.ins("rlo", &format!("udiv i64 {n0}, {w}"));
     let end = f.ins("nend", &format!("add nuw nsw i64 {n0}, {ncur}"));
     let last = f.ins("rhi", &format!("add nuw nsw i64 {end}, {}", w - 1));
@@ -203,7 +171,7 @@ fn row_epilogue(
     let mv = f.ins("mv", &format!("add nuw nsw i64 {m0}, {}", i.0));
     f.vars.insert(g.m.0.clone(), mv);
     let r = f.begin_loop(&r_lo, &r_hi);
-    f.vars.insert("n.row".into(), r.0.clone());
+    f.vars.insert(ROW.into(), r.0.clone());
     let base = f.ins("rb", &format!("mul nuw nsw i64 {}, {w}", r.0));
     // Columns [max(0, n0 - base), min(valid, end - base)).
     let lo = f.ins("cl", &format!("sub nsw i64 {n0}, {base}"));
@@ -211,7 +179,7 @@ fn row_epilogue(
     let hi = f.ins("ch", &format!("sub nsw i64 {end}, {base}"));
     let hi = f.call_intrinsic("llvm.smin.i64", &[&hi, &valid.to_string()]);
     let c = f.begin_loop(&lo, &hi);
-    f.vars.insert("n.col".into(), c.0.clone());
+    f.vars.insert(COL.into(), c.0.clone());
     let q = f.ins("q", &format!("add nuw nsw i64 {base}, {}", c.0));
     f.vars.insert(n.clone(), q.clone());
     let j = f.ins("qj", &format!("sub nsw i64 {q}, {n0}"));
@@ -223,8 +191,8 @@ fn row_epilogue(
     );
     let acc = f.ins("c", &format!("load float, ptr {cp}"));
     f.set_local(&g.acc, DType::F32, &acc);
-    let (v, _) = f.expr(&value)?;
-    f.store(g.out, &index, &v)?;
+    let (v, _) = f.expr(&rows.value)?;
+    f.store(g.out, &rows.index, &v)?;
     let meta =
         f.m.loop_meta(&["!\"llvm.loop.vectorize.enable\", i1 true".to_string()]);
     f.end_loop(c, Some(meta));

@@ -23,10 +23,12 @@ mod eval;
 mod expr;
 mod parse;
 mod print;
+mod rows;
 mod verify;
 
 pub use eval::round_to;
 pub use expr::{BinOp, BufId, Expr, UnOp};
+pub use rows::{RowSplit, COL, ROW};
 
 use crate::DType;
 
