@@ -208,7 +208,7 @@ fn row_epilogue(
             .iter()
             .chain([&rows.value])
             .any(|e| e.uses_var(&g.n.0))
-        && vector::flat_stride(f.k, g.out, &rows.index, COL) == Some(1)
+        && f.k.flat_stride(g.out, &rows.index, COL) == Some(1)
         && vector::class(f.k, &rows.value, COL, acc).is_some()
         && !rows.index.iter().any(|e| mentions_local(e, &g.acc));
     let zero = f.iconst(0);
@@ -284,7 +284,7 @@ fn vector_epilogue(f: &Func, g: &Gemm) -> bool {
     let acc = std::slice::from_ref(&g.acc);
     g.mask.is_none()
         && f.k.bufs[g.out.0 as usize].dtype == DType::F32
-        && vector::flat_stride(f.k, g.out, &g.index, n) == Some(1)
+        && f.k.flat_stride(g.out, &g.index, n) == Some(1)
         && vector::class(f.k, &g.value, n, acc).is_some()
         && !g.index.iter().any(|e| mentions_local(e, &g.acc))
 }

@@ -26,35 +26,9 @@ fn mentions(e: &Expr, var: &str, vl: &[String]) -> bool {
     hit
 }
 
-/// The step of an integer index along `var`: `Some(s)` for
-/// `s * var + (invariant)`, `None` when it is not affine in `var`.
-fn stride(e: &Expr, var: &str) -> Option<i64> {
-    match e {
-        Expr::Var(v) if v == var => Some(1),
-        Expr::Bin(BinOp::Add, a, b) => stride(a, var)?.checked_add(stride(b, var)?),
-        Expr::Bin(BinOp::Sub, a, b) => stride(a, var)?.checked_sub(stride(b, var)?),
-        Expr::Bin(BinOp::Mul, a, b) => match (&**a, &**b) {
-            (Expr::Int(c), x) | (x, Expr::Int(c)) => c.checked_mul(stride(x, var)?),
-            _ => (!mentions(e, var, &[])).then_some(0),
-        },
-        _ => (!mentions(e, var, &[])).then_some(0),
-    }
-}
-
-/// The step of `buf[index]`'s flat offset along `var`.
-pub(crate) fn flat_stride(k: &Kernel, buf: BufId, index: &[Expr], var: &str) -> Option<i64> {
-    let shape = &k.bufs[buf.0 as usize].shape;
-    let (mut s, mut dim) = (0i64, 1i64);
-    for (e, &d) in index.iter().zip(shape).rev() {
-        s = s.checked_add(stride(e, var)?.checked_mul(dim)?)?;
-        dim = dim.checked_mul(d as i64)?;
-    }
-    Some(s)
-}
-
 /// Whether `buf[index]` is `f32` and contiguous along `var`.
 fn contiguous(k: &Kernel, buf: BufId, index: &[Expr], var: &str) -> bool {
-    k.bufs[buf.0 as usize].dtype == DType::F32 && flat_stride(k, buf, index, var) == Some(1)
+    k.bufs[buf.0 as usize].dtype == DType::F32 && k.flat_stride(buf, index, var) == Some(1)
 }
 
 /// `Some(true)` when `e` varies along `var` and has an `f32x4` form,

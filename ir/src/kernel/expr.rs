@@ -217,6 +217,21 @@ impl Expr {
         }
     }
 
+    /// The step of an integer index along `var`: `Some(s)` for
+    /// `s * var + (invariant)`, `None` when it is not affine in `var`.
+    pub fn stride(&self, var: &str) -> Option<i64> {
+        match self {
+            Expr::Var(v) if v == var => Some(1),
+            Expr::Bin(BinOp::Add, a, b) => a.stride(var)?.checked_add(b.stride(var)?),
+            Expr::Bin(BinOp::Sub, a, b) => a.stride(var)?.checked_sub(b.stride(var)?),
+            Expr::Bin(BinOp::Mul, a, b) => match (&**a, &**b) {
+                (Expr::Int(c), x) | (x, Expr::Int(c)) => c.checked_mul(x.stride(var)?),
+                _ => (!self.uses_var(var)).then_some(0),
+            },
+            _ => (!self.uses_var(var)).then_some(0),
+        }
+    }
+
     /// True if the expression mentions loop variable `v`.
     pub fn uses_var(&self, v: &str) -> bool {
         let mut found = false;

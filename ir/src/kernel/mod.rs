@@ -251,6 +251,18 @@ impl Kernel {
         }
     }
 
+    /// The step of `buf[index]`'s flat offset along `var` (`None` when an
+    /// index is not affine in it).
+    pub fn flat_stride(&self, buf: BufId, index: &[Expr], var: &str) -> Option<i64> {
+        let shape = &self.bufs[buf.0 as usize].shape;
+        let (mut s, mut dim) = (0i64, 1i64);
+        for (e, &d) in index.iter().zip(shape).rev() {
+            s = s.checked_add(e.stride(var)?.checked_mul(dim)?)?;
+            dim = dim.checked_mul(d as i64)?;
+        }
+        Some(s)
+    }
+
     /// Bytes of per-thread scratch the kernel needs (its scratch buffers laid end
     /// to end, each 64-byte aligned, plus the matrix product's packing buffers).
     pub fn scratch_bytes(&self) -> usize {
