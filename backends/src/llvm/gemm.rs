@@ -8,7 +8,7 @@
 //! loop nest and stores the results.
 
 use super::emit::Func;
-use kiln_ir::kernel::{Gemm, Operand, RowSplit, COL, ROW};
+use kiln_ir::kernel::{Expr, Gemm, Kernel, Operand, RowSplit, COL, ROW};
 use kiln_ir::DType;
 
 /// Emits a matrix product over tasks `range` (all tasks when `None`).
@@ -226,7 +226,7 @@ fn min_of(f: &mut Func, a: &str, total: &str, base: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 fn pack(
     f: &mut Func,
-    e: &kiln_ir::kernel::Expr,
+    e: &Expr,
     (xvar, kvar): (&str, &str),
     (x0, xcur, pans): (&str, &str, &str),
     (k0, kcur): (&str, &str),
@@ -234,6 +234,9 @@ fn pack(
     dst: &str,
     k_inner: bool,
 ) -> Result<(), String> {
+    if !k_inner && reads_rows(f.k, e, xvar) {
+        return pack_rows(f, e, (xvar, kvar), (x0, xcur), (k0, kcur), (r, stride), dst);
+    }
     let p = f.begin_loop("0", pans);
     let base = f.ins("xb", &format!("mul nuw nsw i64 {}, {r}", p.0));
     let valid = min_rest(f, r, 0, &base);
@@ -283,6 +286,92 @@ fn pack(
     f.end_loop(k, None);
     f.end_loop(z, None);
     f.end_loop(p, None);
+    Ok(())
+}
+
+/// Whether `e` varies along `var` and every load that does reads
+/// consecutive elements along it.
+fn reads_rows(k: &Kernel, e: &Expr, var: &str) -> bool {
+    let mut ok = e.uses_var(var);
+    e.walk(&mut |s| {
+        if let Expr::Load(b, ix) = s {
+            if ix.iter().any(|i| i.uses_var(var)) {
+                ok &= k.flat_stride(*b, ix, var) == Some(1);
+            }
+        }
+    });
+    ok
+}
+
+/// Packs B whose rows are contiguous along N: K outermost, then whole
+/// panels of `r` columns (a fixed-length run LLVM turns into vector moves),
+/// then the last, partial panel and its zeros. Each K step reads one row of
+/// the slice in order (an image row for a convolution) and does the K index
+/// arithmetic once; panel by panel, each step gathered a few columns from
+/// another row (another channel plane), and the short variable-length runs
+/// became `memcpy` calls.
+fn pack_rows(
+    f: &mut Func,
+    e: &Expr,
+    (xvar, kvar): (&str, &str),
+    (x0, xcur): (&str, &str),
+    (k0, kcur): (&str, &str),
+    (r, stride): (usize, usize),
+    dst: &str,
+) -> Result<(), String> {
+    let full = f.ins("pf", &format!("udiv i64 {xcur}, {r}"));
+    let rest = f.ins("pr", &format!("urem i64 {xcur}, {r}"));
+    let o = f.begin_loop("0", kcur);
+    let kg = f.ins("kg", &format!("add nuw nsw i64 {k0}, {}", o.0));
+    f.vars.insert(kvar.to_string(), kg);
+    let orow = f.ins("or", &format!("mul nuw nsw i64 {}, {r}", o.0));
+    let p = f.begin_loop("0", &full);
+    let base = f.ins("xb", &format!("mul nuw nsw i64 {}, {r}", p.0));
+    let pb = f.ins("pb", &format!("mul nuw nsw i64 {}, {stride}", p.0));
+    let pb = f.ins("pb", &format!("add nuw nsw i64 {pb}, {orow}"));
+    let l = f.begin_loop("0", &r.to_string());
+    pack_column(f, e, xvar, (x0, &base, &l.0), (&pb, dst))?;
+    f.end_loop(l, None);
+    f.end_loop(p, None);
+    let base = f.ins("xb", &format!("mul nuw nsw i64 {full}, {r}"));
+    let pb = f.ins("pb", &format!("mul nuw nsw i64 {full}, {stride}"));
+    let pb = f.ins("pb", &format!("add nuw nsw i64 {pb}, {orow}"));
+    let l = f.begin_loop("0", &rest);
+    pack_column(f, e, xvar, (x0, &base, &l.0), (&pb, dst))?;
+    f.end_loop(l, None);
+    let some = f.ins("ps", &format!("icmp ne i64 {rest}, 0"));
+    let zend = f.ins("ze", &format!("select i1 {some}, i64 {r}, i64 0"));
+    let z = f.begin_loop(&rest, &zend);
+    let at = f.ins("at", &format!("add nuw nsw i64 {pb}, {}", z.0));
+    let ptr = f.ins(
+        "pp",
+        &format!("getelementptr inbounds float, ptr {dst}, i64 {at}"),
+    );
+    f.line(&format!("store float 0.0, ptr {ptr}"));
+    f.end_loop(z, None);
+    f.end_loop(o, None);
+    Ok(())
+}
+
+/// Stores column `base + l` of the slice (at `x0`) at `dst[pb + l]`.
+fn pack_column(
+    f: &mut Func,
+    e: &Expr,
+    xvar: &str,
+    (x0, base, l): (&str, &str, &str),
+    (pb, dst): (&str, &str),
+) -> Result<(), String> {
+    let xl = f.ins("xl", &format!("add nuw nsw i64 {base}, {l}"));
+    let xg = f.ins("xg", &format!("add nuw nsw i64 {x0}, {xl}"));
+    f.vars.insert(xvar.to_string(), xg);
+    let (v, d) = f.expr(e)?;
+    let v = f.cast(&v, d, DType::F32);
+    let at = f.ins("at", &format!("add nuw nsw i64 {pb}, {l}"));
+    let ptr = f.ins(
+        "pp",
+        &format!("getelementptr inbounds float, ptr {dst}, i64 {at}"),
+    );
+    f.line(&format!("store float {v}, ptr {ptr}"));
     Ok(())
 }
 
