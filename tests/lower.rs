@@ -1,8 +1,11 @@
 //! Lowering of the example models: after optimization every node becomes a
 //! kernel (no host fallback on these models), and the lowered program, run by
-//! the kernel IR's evaluator, computes what the interpreter computes.
+//! the kernel IR's evaluator, computes what the interpreter computes, with
+//! the LLVM backend's blocking and with the Cranelift backend's (A packed
+//! four times over); every kernel's text parses back to itself.
 
 use kiln::{Bindings, Model};
+use kiln_ir::kernel::Kernel;
 use kiln_ir::{interp, Target};
 use kiln_passes::lower::{lower, LowerOptions, Step};
 use std::path::Path;
@@ -17,16 +20,24 @@ fn load(name: &str) -> Model {
 }
 
 fn check(name: &str, eval: bool) {
+    check_with(name, eval, &LowerOptions::avx2(2));
+}
+
+fn check_with(name: &str, eval: bool, opts: &LowerOptions) {
     let mut m = load(name);
     let before = m.graph.clone();
     m.optimize(&Target::cpu_default()).unwrap();
-    let p = lower(&m.graph, &LowerOptions::avx2(2));
+    let p = lower(&m.graph, opts);
     for s in &p.steps {
-        if let Step::Host {
-            name: n, reason, ..
-        } = s
-        {
-            panic!("{name}: node {n} was not lowered: {reason}");
+        match s {
+            Step::Host {
+                name: n, reason, ..
+            } => panic!("{name}: node {n} was not lowered: {reason}"),
+            Step::Kernel { kernel, .. } => {
+                let text = kernel.to_string();
+                let back = Kernel::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+                assert_eq!(&back, kernel, "{name}: the kernel text does not parse back");
+            }
         }
     }
     if !eval {
@@ -63,6 +74,13 @@ fn small_cnn_lowers() {
 #[test]
 fn resnet_block_lowers() {
     check("resnet_block", false);
+}
+
+/// A packed four times over, at compile time (the convolutions' weights)
+/// and at run time: the evaluator reads the copies the schedule says.
+#[test]
+fn small_cnn_lowers_for_cranelift() {
+    check_with("small_cnn", true, &LowerOptions::cranelift(2));
 }
 
 #[test]

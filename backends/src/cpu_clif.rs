@@ -17,7 +17,7 @@ impl ClifBackend {
     /// Lowers and compiles `graph`.
     pub fn executor(&self, graph: &Graph) -> Result<Executor, TargetError> {
         graph.verify()?;
-        let opts = LowerOptions::sse(self.threads);
+        let opts = LowerOptions::cranelift(self.threads);
         let p = lower(graph, &opts);
         let (code, fns) = crate::clif::compile(&p).map_err(TargetError::Backend)?;
         Executor::new(p, fns, self.threads, Box::new(code)).map_err(TargetError::Backend)

@@ -25,6 +25,12 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
             f.k.name
         ));
     }
+    if s.a_lanes != 1 {
+        return Err(format!(
+            "kernel '{}': the LLVM backend packs one copy of each A element (a_lanes {})",
+            f.k.name, s.a_lanes
+        ));
+    }
     let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
     let tiles = g.tiles(&s);
     let total: usize = tiles.iter().product();

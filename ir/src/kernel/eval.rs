@@ -141,8 +141,8 @@ impl Env<'_> {
                     let mut acc = 0.0f64;
                     for k in 0..g.k.1 {
                         self.set_var(&g.k.0, k as i64);
-                        let a = self.operand(&g.a, m, k, s.mr, g.k.1, bufs)?;
-                        let b = self.operand(&g.b, n, k, s.nr, g.k.1, bufs)?;
+                        let a = self.operand(&g.a, (m, k), (s.mr, s.a_lanes), g.k.1, bufs)?;
+                        let b = self.operand(&g.b, (n, k), (s.nr, 1), g.k.1, bufs)?;
                         acc += a * b;
                     }
                     self.locals.insert(g.acc.clone(), acc as f32 as f64);
@@ -163,15 +163,14 @@ impl Env<'_> {
     fn operand(
         &mut self,
         op: &Operand,
-        x: usize,
-        k: usize,
-        r: usize,
+        (x, k): (usize, usize),
+        (r, lanes): (usize, usize),
         kk: usize,
         bufs: &[Vec<f64>],
     ) -> Result<f64, String> {
         match op {
             Operand::Expr(e) => self.expr(e, bufs),
-            Operand::Packed(b) => Ok(bufs[b.0 as usize][(x / r * kk + k) * r + x % r]),
+            Operand::Packed(b) => Ok(bufs[b.0 as usize][((x / r * kk + k) * r + x % r) * lanes]),
         }
     }
 

@@ -80,7 +80,8 @@ impl Buf {
 pub enum Operand {
     /// Element `(m, k)` of A or `(k, n)` of B, read and packed at run time.
     Expr(Expr),
-    /// Packed at compile time: A as `[ceil(M/mr), K, mr]`, B as
+    /// Packed at compile time: A as `[ceil(M/mr), K, mr]` (with a last dim of
+    /// `a_lanes` copies when that is more than 1), B as
     /// `[ceil(N/nr), K, nr]`, zero-padded. The same for every batch index.
     Packed(BufId),
 }
@@ -139,6 +140,10 @@ pub struct GemmSchedule {
     pub mc: usize,
     pub kc: usize,
     pub nc: usize,
+    /// Copies of each A element in its packed panel (`[kc][mr][a_lanes]`):
+    /// 1, or the vector width when the register tile multiplies by A from
+    /// memory instead of broadcasting it.
+    pub a_lanes: usize,
 }
 
 impl GemmSchedule {
@@ -149,6 +154,11 @@ impl GemmSchedule {
     /// 4 KiB for the usual blockings).
     pub fn panel_stride(&self, r: usize) -> usize {
         self.kc * r + 16
+    }
+
+    /// Floats from one run-time packed A panel to the next.
+    pub fn a_panel_stride(&self) -> usize {
+        self.panel_stride(self.mr) * self.a_lanes
     }
 }
 
@@ -296,7 +306,7 @@ impl Gemm {
         let align = |x: usize| x.div_ceil(64) * 64;
         let (mc, nc) = (s.mc.div_ceil(s.mr) * s.mr, s.nc.div_ceil(s.nr) * s.nr);
         let a_size = if matches!(self.a, Operand::Expr(_)) {
-            mc / s.mr * s.panel_stride(s.mr) * 4
+            mc / s.mr * s.a_panel_stride() * 4
         } else {
             0
         };
@@ -318,7 +328,7 @@ impl Gemm {
         let nc = s.nc.div_ceil(s.nr) * s.nr;
         let mut f = 0;
         if matches!(self.a, Operand::Expr(_)) {
-            f += mc / s.mr * s.panel_stride(s.mr);
+            f += mc / s.mr * s.a_panel_stride();
         }
         if matches!(self.b, Operand::Expr(_)) {
             f += nc / s.nr * s.panel_stride(s.nr);

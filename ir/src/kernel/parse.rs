@@ -208,7 +208,19 @@ impl Parser<'_> {
                         vals[i] = self.usize()?;
                     }
                     let [mr, nr, mc, kc, nc] = vals;
-                    s.gemm = Some(GemmSchedule { mr, nr, mc, kc, nc });
+                    let a_lanes = if self.keyword("a_lanes").is_ok() {
+                        self.usize()?
+                    } else {
+                        1
+                    };
+                    s.gemm = Some(GemmSchedule {
+                        mr,
+                        nr,
+                        mc,
+                        kc,
+                        nc,
+                        a_lanes,
+                    });
                 }
                 w => return self.err(format!("unknown schedule item '{w}'")),
             }

@@ -43,11 +43,15 @@ fn schedule(s: &Schedule, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "  unroll {v} {u}")?;
     }
     if let Some(g) = s.gemm {
-        writeln!(
+        write!(
             f,
             "  gemm mr {} nr {} mc {} kc {} nc {}",
             g.mr, g.nr, g.mc, g.kc, g.nc
         )?;
+        if g.a_lanes != 1 {
+            write!(f, " a_lanes {}", g.a_lanes)?;
+        }
+        writeln!(f)?;
     }
     writeln!(f, "}}")
 }

@@ -138,7 +138,10 @@ impl Kernel {
         let Some(s) = self.schedule.gemm else {
             return Err("a matrix product needs a gemm schedule".into());
         };
-        for (op, (x, xn), r) in [(&g.a, &g.m, s.mr), (&g.b, &g.n, s.nr)] {
+        if s.a_lanes == 0 {
+            return Err("a matrix product's a_lanes must be at least 1".into());
+        }
+        for (op, (x, xn), r, lanes) in [(&g.a, &g.m, s.mr, s.a_lanes), (&g.b, &g.n, s.nr, 1)] {
             match op {
                 Operand::Expr(e) => {
                     let mut sc = scope.clone();
@@ -148,7 +151,10 @@ impl Kernel {
                 }
                 Operand::Packed(b) => {
                     let buf = self.bufs.get(b.0 as usize).ok_or("bad buffer id")?;
-                    let want_shape = vec![xn.div_ceil(r), g.k.1, r];
+                    let mut want_shape = vec![xn.div_ceil(r), g.k.1, r];
+                    if lanes > 1 {
+                        want_shape.push(lanes);
+                    }
                     if buf.shape != want_shape || buf.dtype != DType::F32 || buf.role != Role::In {
                         return Err(format!(
                             "packed operand '%{}' must be an f32 input of shape {:?}",

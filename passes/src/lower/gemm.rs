@@ -252,10 +252,24 @@ fn finish(
     let want = (4 * o.threads).div_ceil(tasks_m).max(1);
     let mut nc = n.div_ceil(want).div_ceil(nr) * nr;
     nc = nc.clamp(4 * nr, o.nc).min(n.div_ceil(nr) * nr);
-    let s = GemmSchedule { mr, nr, mc, kc, nc };
+    let s = GemmSchedule {
+        mr,
+        nr,
+        mc,
+        kc,
+        nc,
+        a_lanes: o.a_lanes,
+    };
     let batch_vars: Vec<&str> = batch.iter().map(|b| b.0.as_str()).collect();
-    let a = pack(cx, ae, "m", m, k, mr, &batch_vars, "packed_a");
-    let b = pack(cx, be, "n", n, k, nr, &batch_vars, "packed_b");
+    let a = pack(
+        cx,
+        ae,
+        ("m", m, k),
+        (mr, o.a_lanes),
+        &batch_vars,
+        "packed_a",
+    );
+    let b = pack(cx, be, ("n", n, k), (nr, 1), &batch_vars, "packed_b");
     cx.schedule.gemm = Some(s);
     cx.schedule.parallel = true;
     Ok(vec![Stmt::Gemm(Box::new(Gemm {
@@ -274,15 +288,13 @@ fn finish(
 }
 
 /// Packs an operand at compile time when it reads only constants and not the
-/// batch: panels of `r` rows (`[ceil(x/r), K, r]`, zero-padded).
-#[allow(clippy::too_many_arguments)]
+/// batch: panels of `r` rows (`[ceil(x/r), K, r]`, zero-padded; with a last
+/// dim of `lanes` copies of each element when `lanes` is more than 1).
 fn pack(
     cx: &mut Cx,
     e: Expr,
-    xvar: &str,
-    x: usize,
-    k: usize,
-    r: usize,
+    (xvar, x, k): (&str, usize, usize),
+    (r, lanes): (usize, usize),
     batch: &[&str],
     name: &str,
 ) -> Operand {
@@ -310,26 +322,33 @@ fn pack(
             ok = false;
         }
     });
-    if !ok || x * k > (1 << 28) {
+    if !ok || x * k * lanes > (1 << 28) {
         return Operand::Expr(e);
     }
     let shapes: Vec<Vec<usize>> = cx.a.bufs.iter().map(|b| b.shape.clone()).collect();
     let panels = x.div_ceil(r);
-    let mut out = vec![0f32; panels * k * r];
+    let mut out = vec![0f32; panels * k * r * lanes];
     for xi in 0..x {
         for ki in 0..k {
             match ceval(&e, (xvar, xi as i64), ki as i64, &data, &shapes) {
-                Some(v) => out[((xi / r) * k + ki) * r + xi % r] = v as f32,
+                Some(v) => {
+                    let at = (((xi / r) * k + ki) * r + xi % r) * lanes;
+                    out[at..at + lanes].fill(v as f32);
+                }
                 None => return Operand::Expr(e),
             }
         }
     }
+    let mut shape = vec![panels, k, r];
+    if lanes > 1 {
+        shape.push(lanes);
+    }
     let t = Tensor::from_f64(
         DType::F32,
-        vec![panels, k, r],
+        shape.clone(),
         &out.iter().map(|v| *v as f64).collect::<Vec<_>>(),
     );
-    let id = cx.a.add_buf(name, DType::F32, vec![panels, k, r], Role::In);
+    let id = cx.a.add_buf(name, DType::F32, shape, Role::In);
     cx.extra.push(t);
     Operand::Packed(id)
 }

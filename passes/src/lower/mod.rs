@@ -30,6 +30,9 @@ pub struct LowerOptions {
     pub mc: usize,
     pub kc: usize,
     pub nc: usize,
+    /// Copies of each A element in its packed panels (see
+    /// `GemmSchedule::a_lanes`).
+    pub a_lanes: usize,
     pub threads: usize,
 }
 
@@ -44,6 +47,7 @@ impl LowerOptions {
             mc: 144,
             kc: 256,
             nc: 2048,
+            a_lanes: 1,
             threads: threads.max(1),
         }
     }
@@ -57,7 +61,18 @@ impl LowerOptions {
             mc: 144,
             kc: 256,
             nc: 2048,
+            a_lanes: 1,
             threads: threads.max(1),
+        }
+    }
+
+    /// The Cranelift backend's blocking: the 128-bit tile with A packed four
+    /// times over, so that the tile multiplies by A from memory (one
+    /// instruction) instead of broadcasting each element first.
+    pub fn cranelift(threads: usize) -> Self {
+        LowerOptions {
+            a_lanes: 4,
+            ..LowerOptions::sse(threads)
         }
     }
 }
