@@ -61,6 +61,25 @@ fn matmul_bias_gelu() {
     snap("matmul_bias_gelu", b.finish(&[y]));
 }
 
+/// A packed four times over is the Cranelift tile's layout; the LLVM
+/// backend says so instead of reading it as one copy.
+#[test]
+fn llvm_refuses_a_lanes() {
+    let mut b = B::new(1);
+    let x = b.input(&[8, 16]);
+    let w = b.konst(&[16, 20]);
+    let mm = MatMul {
+        trans_a: false,
+        trans_b: false,
+    };
+    let y = b.op(mm, &[x, w]);
+    let mut k = kernels(b.finish(&[y])).remove(0);
+    let g = k.schedule.gemm.as_mut().expect("a matrix product");
+    g.a_lanes = 4;
+    let err = kernel_text(&k, &CpuSpec::x86_64_v3()).unwrap_err();
+    assert!(err.contains("a_lanes 4"), "{err}");
+}
+
 #[test]
 fn layer_norm() {
     let mut b = B::new(2);

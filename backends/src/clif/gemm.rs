@@ -91,7 +91,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
             (&g.n.0, &g.k.0),
             (n0, ncur, npan),
             (k0, kcur),
-            (nr, s.panel_stride(nr), 1),
+            (nr, s.b_panel_stride(), 1),
             bpack,
             false,
         )?;
@@ -104,7 +104,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
         &g.b,
         bpack,
         (n0, jr, k0),
-        (nr, s.panel_stride(nr), k_ext, 1),
+        (nr, s.b_panel_stride(), k_ext, 1),
     );
     let (ir, il) = f.begin_loop(zero, mpan);
     let aptr = panel_ptr(
@@ -217,7 +217,7 @@ fn row_epilogue(
             .any(|e| e.uses_var(&g.n.0))
         && f.k.flat_stride(g.out, &rows.index, COL) == Some(1)
         && vector::class(f.k, &rows.value, COL, acc).is_some()
-        && !rows.index.iter().any(|e| mentions_local(e, &g.acc));
+        && !rows.index.iter().any(|e| e.uses_local(&g.acc));
     let zero = f.iconst(0);
     let r_lo = f.b.ins().udiv_imm_u(n0, w);
     let end = f.b.ins().iadd(n0, ncur);
@@ -278,12 +278,6 @@ fn row_epilogue(
     Ok(())
 }
 
-fn mentions_local(e: &Expr, l: &str) -> bool {
-    let mut hit = false;
-    e.walk(&mut |x| hit |= matches!(x, Expr::Local(n) if n == l));
-    hit
-}
-
 /// Whether the epilogue runs four columns at a time: no mask, an `f32` store
 /// contiguous along N, and a value with a vector form (the sum a vector).
 fn vector_epilogue(f: &Func, g: &Gemm) -> bool {
@@ -293,7 +287,7 @@ fn vector_epilogue(f: &Func, g: &Gemm) -> bool {
         && f.k.bufs[g.out.0 as usize].dtype == DType::F32
         && f.k.flat_stride(g.out, &g.index, n) == Some(1)
         && vector::class(f.k, &g.value, n, acc).is_some()
-        && !g.index.iter().any(|e| mentions_local(e, &g.acc))
+        && !g.index.iter().any(|e| e.uses_local(&g.acc))
 }
 
 /// `min(block, extent - at)`.
@@ -309,8 +303,8 @@ fn ceil_div(f: &mut Func, x: Value, d: usize) -> Value {
     f.b.ins().udiv_imm_u(x, d as i64)
 }
 
-/// Packs one operand's slice into `[panels, kc, r]`, panels `stride` floats
-/// apart (zero past the valid rows).
+/// Packs one operand's slice into `[panels, kc, r, lanes]` (`lanes` copies of
+/// each element), panels `stride` floats apart, zero past the valid rows.
 #[allow(clippy::too_many_arguments)]
 fn pack(
     f: &mut Func,
@@ -434,6 +428,7 @@ fn store_column(
 
 /// `v`, or `lanes` copies of it as one vector.
 fn copies(f: &mut Func, v: Value, lanes: usize) -> Value {
+    debug_assert!(lanes == 1 || lanes as i64 == LANES);
     if lanes == 1 {
         v
     } else {
@@ -494,7 +489,7 @@ fn panel_ptr(
 /// compiled without the e-graph optimizer (`f.tile_isa`): that pass would
 /// schedule the unrolled K steps sum by sum, keeping every step's B vectors
 /// live at once (spills), and would merge the repeated A loads that let each
-/// broadcast read memory (see `k_loop`).
+/// multiply (or broadcast) read memory (see `k_loop`).
 fn micro_fn(
     f: &mut Func,
     (mr, nr, ldc): (usize, usize, usize),
@@ -534,9 +529,9 @@ fn micro_fn(
         .iter()
         .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
         .collect();
-    let (align, bytes) = (code.buffer.alignment as u64, code.code_buffer().to_vec());
+    let (align, bytes) = (code.buffer.alignment as u64, code.code_buffer());
     f.module
-        .define_function_bytes(id, align, &bytes, &relocs)
+        .define_function_bytes(id, align, bytes, &relocs)
         .map_err(|e| err(e.to_string()))?;
     Ok(f.module.declare_func_in_func(id, f.b.func))
 }
@@ -620,12 +615,12 @@ struct Panels<'a> {
 /// instructions per update), with one into `vbroadcastss` from memory (three
 /// per update); a broadcast shared by two products would go through a
 /// register (`vmovss` + `vbroadcastss xmm`, half the loop's rate on Zen 3).
-/// A tile harness measured ~29 GFLOP/s with one copy, ~33 with four. Tested
-/// at the top: the sums leave the loop as the
-/// head's parameters, so each new sum has one use (the back edge); a sum used
-/// by the back edge and after the loop counts as used twice, and Cranelift
-/// then sinks no load into its broadcast (use counts propagate through the
-/// chain).
+/// A tile harness measured ~29 GFLOP/s with one copy, ~33 with four.
+///
+/// Tested at the top: the sums leave the loop as the head's parameters, so
+/// each new sum has one use (the back edge); a sum used by the back edge and
+/// after the loop counts as used twice, and Cranelift then folds no load into
+/// the chain's instructions (use counts propagate through it).
 fn k_loop(b: &mut FunctionBuilder, p: &Panels, end: Value, unroll: usize) {
     let (mr, nr) = (p.mr, p.nr);
     let nv = nr / 4;

@@ -83,7 +83,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
             (&g.m.0, &g.k.0),
             (&m0, &mcur, &mpan),
             (&k0, &kcur),
-            (mr, s.panel_stride(mr)),
+            (mr, s.a_panel_stride()),
             &apack,
             true,
         )?;
@@ -95,7 +95,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
             (&g.n.0, &g.k.0),
             (&n0, &ncur, &npan),
             (&k0, &kcur),
-            (nr, s.panel_stride(nr)),
+            (nr, s.b_panel_stride()),
             &bpack,
             false,
         )?;
@@ -106,7 +106,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
         &g.b,
         &bpack,
         (&n0, &jr.0, &k0),
-        (nr, s.panel_stride(nr), k_ext),
+        (nr, s.b_panel_stride(), k_ext),
     )?;
     let ir = f.begin_loop("0", &mpan);
     let aptr = panel_ptr(
@@ -114,7 +114,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
         &g.a,
         &apack,
         (&m0, &ir.0, &k0),
-        (mr, s.panel_stride(mr), k_ext),
+        (mr, s.a_panel_stride(), k_ext),
     )?;
     let first = f.ins("fst", &format!("icmp eq i64 {}, 0", kb.0));
     let row = f.ins("cr", &format!("mul nuw nsw i64 {}, {}", ir.0, mr * nc_r));
@@ -156,6 +156,7 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(&str, &str)>) -> Resul
     f.end_loop(task, None);
     Ok(())
 }
+
 /// The epilogue of a row-masked product: per block row, the grid rows the
 /// block's columns cover, and in each only the valid columns, so the inner
 /// loop is a plain run of stores with no division and no branch.
@@ -226,9 +227,10 @@ fn min_of(f: &mut Func, a: &str, total: &str, base: &str) -> String {
 }
 
 /// Packs one operand's slice into `[panels, kc, r]` (panels `stride` floats
-/// apart): element `(x, k)` of the
-/// block starting at `x0`/`k0`, zero past the valid `xcur` rows. A reads
-/// along K (`k_inner`), B along N: the contiguous direction loops inside.
+/// apart): element `(x, k)` of the block starting at `x0`/`k0`, zero past
+/// the valid `xcur` rows. A reads along K (`k_inner`), B along N: the
+/// contiguous direction loops inside (B rows that are contiguous go through
+/// `pack_rows`).
 #[allow(clippy::too_many_arguments)]
 fn pack(
     f: &mut Func,
@@ -383,8 +385,7 @@ fn pack_column(
 
 /// The first element of panel `p` of the block at `x0`, K slice at `k0`: in
 /// the run-time pack (`[panels, kc, r]`, panels `stride` floats apart) or in
-/// the compile-time one
-/// (`[ceil(X/r), K, r]`).
+/// the compile-time one (`[ceil(X/r), K, r]`).
 fn panel_ptr(
     f: &mut Func,
     op: &Operand,

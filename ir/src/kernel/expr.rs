@@ -232,6 +232,13 @@ impl Expr {
         }
     }
 
+    /// True if the expression reads local `l`.
+    pub fn uses_local(&self, l: &str) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| found |= matches!(e, Expr::Local(n) if n == l));
+        found
+    }
+
     /// True if the expression mentions loop variable `v`.
     pub fn uses_var(&self, v: &str) -> bool {
         let mut found = false;
@@ -269,5 +276,31 @@ impl Expr {
                 b.subst_local(name, by),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+        Expr::Bin(op, Box::new(a), Box::new(b))
+    }
+
+    #[test]
+    fn strides_of_affine_and_other_indices() {
+        let j = || Expr::var("j");
+        // 3 * (j - 2) + i: step 3 along j, 1 along i, 0 along k.
+        let e = bin(
+            BinOp::Add,
+            bin(BinOp::Mul, Expr::Int(3), bin(BinOp::Sub, j(), Expr::Int(2))),
+            Expr::var("i"),
+        );
+        assert_eq!(e.stride("j"), Some(3));
+        assert_eq!(e.stride("i"), Some(1));
+        assert_eq!(e.stride("k"), Some(0));
+        assert_eq!(bin(BinOp::Div, j(), Expr::Int(2)).stride("j"), None);
+        assert_eq!(bin(BinOp::Mul, j(), j()).stride("j"), None);
+        assert_eq!(bin(BinOp::Mul, j(), j()).stride("i"), Some(0));
     }
 }

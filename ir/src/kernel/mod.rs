@@ -147,18 +147,23 @@ pub struct GemmSchedule {
 }
 
 impl GemmSchedule {
-    /// Floats from one run-time packed panel of `r` rows to the next: a
-    /// `kc x r` panel plus one cache line, so that a pack writing the same
-    /// row of every panel (B, one row of the slice at a time) does not send
-    /// all its stores to one cache set (`kc * r * 4` bytes is a multiple of
-    /// 4 KiB for the usual blockings).
-    pub fn panel_stride(&self, r: usize) -> usize {
-        self.kc * r + 16
+    /// Floats from one run-time packed panel of `r` rows (`lanes` copies of
+    /// each element) to the next: a `kc x r x lanes` panel plus one cache
+    /// line, so that a pack writing the same row of every panel (B, one row
+    /// of the slice at a time) does not send all its stores to one cache set
+    /// (a panel's bytes are a multiple of 4 KiB for the usual blockings).
+    pub fn panel_stride(&self, r: usize, lanes: usize) -> usize {
+        self.kc * r * lanes + 16
     }
 
     /// Floats from one run-time packed A panel to the next.
     pub fn a_panel_stride(&self) -> usize {
-        self.panel_stride(self.mr) * self.a_lanes
+        self.panel_stride(self.mr, self.a_lanes)
+    }
+
+    /// Floats from one run-time packed B panel to the next.
+    pub fn b_panel_stride(&self) -> usize {
+        self.panel_stride(self.nr, 1)
     }
 }
 
@@ -311,7 +316,7 @@ impl Gemm {
             0
         };
         let b_size = if matches!(self.b, Operand::Expr(_)) {
-            nc / s.nr * s.panel_stride(s.nr) * 4
+            nc / s.nr * s.b_panel_stride() * 4
         } else {
             0
         };
@@ -320,9 +325,10 @@ impl Gemm {
         [a, b, align(b + b_size)]
     }
 
-    /// Per-thread packing and accumulation bytes: a packed A block
-    /// (`mc x kc`), a packed B panel (`kc x nc`) where B packs at run time, and
-    /// the `mc x nc` block of sums the epilogue reads.
+    /// Per-thread packing and accumulation bytes: a packed A block (`mc x kc`
+    /// in panels of `a_panel_stride` floats) and a packed B block (`kc x nc`,
+    /// panels of `b_panel_stride`) where they pack at run time, and the
+    /// `mc x nc` block of sums the epilogue reads.
     pub fn scratch_bytes(&self, s: &GemmSchedule) -> usize {
         let mc = s.mc.div_ceil(s.mr) * s.mr;
         let nc = s.nc.div_ceil(s.nr) * s.nr;
@@ -331,9 +337,30 @@ impl Gemm {
             f += mc / s.mr * s.a_panel_stride();
         }
         if matches!(self.b, Operand::Expr(_)) {
-            f += nc / s.nr * s.panel_stride(s.nr);
+            f += nc / s.nr * s.b_panel_stride();
         }
         f += mc * nc;
         f * 4 + 3 * 64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_strides_scale_by_the_inner_dims() {
+        let k = Kernel::parse(
+            "kernel \"t\"(%x: in f32[3, 5], %y: out f32[3]) {\n  for i in 0..3 {\n    %y[i] = %x[i, 0]\n  }\n}\nschedule {\n}\n",
+        )
+        .unwrap();
+        let ix = |a: Expr, b: Expr| vec![a, b];
+        let (i, j) = (Expr::var("i"), Expr::var("j"));
+        let x = BufId(0);
+        assert_eq!(k.flat_stride(x, &ix(i.clone(), j.clone()), "j"), Some(1));
+        assert_eq!(k.flat_stride(x, &ix(i.clone(), j.clone()), "i"), Some(5));
+        assert_eq!(k.flat_stride(x, &ix(j.clone(), j.clone()), "j"), Some(6));
+        let half = Expr::Bin(BinOp::Div, Box::new(j), Box::new(Expr::Int(2)));
+        assert_eq!(k.flat_stride(x, &ix(i, half), "j"), None);
     }
 }

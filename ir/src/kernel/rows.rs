@@ -12,7 +12,9 @@ pub const ROW: &str = "n.row";
 pub const COL: &str = "n.col";
 
 /// A row-split epilogue: the grid's row width and valid prefix, and the
-/// store's index and value in [`ROW`] and [`COL`].
+/// store's index and value in [`ROW`] and [`COL`], which hold for
+/// `0 <= COL < valid` only (a column clamp that is the identity there is
+/// dropped).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowSplit {
     pub width: i64,
@@ -31,7 +33,11 @@ impl Gemm {
             return None;
         };
         let width = match (&**n, &**w) {
-            (Expr::Var(n), Expr::Int(w)) if *n == self.n.0 && *w > 0 => *w,
+            (Expr::Var(n), Expr::Int(w))
+                if *n == self.n.0 && *w > 0 && (0..=*w).contains(valid) =>
+            {
+                *w
+            }
             _ => return None,
         };
         let split = |e: &Expr| unclamp(&split_n(e, &self.n.0, width), *valid);
@@ -145,6 +151,12 @@ mod tests {
 
     #[test]
     fn other_masks_are_not_rows() {
+        let wide = Expr::Bin(
+            BinOp::Lt,
+            Box::new(n_by(BinOp::Rem, 58)),
+            Box::new(Expr::Int(59)),
+        );
+        assert_eq!(gemm(Some(wide), Vec::new()).row_split(), None);
         let mask = Expr::Bin(BinOp::Lt, Box::new(Expr::var("n")), Box::new(Expr::Int(56)));
         assert_eq!(gemm(Some(mask), Vec::new()).row_split(), None);
         assert_eq!(gemm(None, Vec::new()).row_split(), None);
