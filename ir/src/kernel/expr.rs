@@ -246,6 +246,23 @@ impl Expr {
         found
     }
 
+    /// `self` with every subexpression for which `f` gives a replacement
+    /// replaced (outermost first; a replacement is not visited again).
+    pub fn rewrite(&self, f: &dyn Fn(&Expr) -> Option<Expr>) -> Expr {
+        if let Some(e) = f(self) {
+            return e;
+        }
+        let r = |x: &Expr| Box::new(x.rewrite(f));
+        match self {
+            Expr::Var(_) | Expr::Local(_) | Expr::Int(_) | Expr::Lit(..) => self.clone(),
+            Expr::Load(b, ix) => Expr::Load(*b, ix.iter().map(|e| e.rewrite(f)).collect()),
+            Expr::Un(o, a) => Expr::Un(*o, r(a)),
+            Expr::Cast(d, a) => Expr::Cast(*d, r(a)),
+            Expr::Bin(o, a, b) => Expr::Bin(*o, r(a), r(b)),
+            Expr::Select(c, a, b) => Expr::Select(r(c), r(a), r(b)),
+        }
+    }
+
     /// Replaces loop variable `v` by `by` everywhere.
     pub fn subst(&self, v: &str, by: &Expr) -> Expr {
         match self {

@@ -52,35 +52,27 @@ impl Gemm {
 
 /// `e` with `n / w` and `n % w` replaced by [`ROW`] and [`COL`].
 fn split_n(e: &Expr, n: &str, w: i64) -> Expr {
-    let r = |x: &Expr| Box::new(split_n(x, n, w));
-    match e {
-        Expr::Bin(op @ (BinOp::Div | BinOp::Rem), a, b) if matches!((&**a, &**b), (Expr::Var(v), Expr::Int(d)) if v == n && *d == w) => {
-            Expr::Var(if *op == BinOp::Div { ROW } else { COL }.into())
+    e.rewrite(&|x| match x {
+        Expr::Bin(op @ (BinOp::Div | BinOp::Rem), a, b)
+            if matches!((&**a, &**b), (Expr::Var(v), Expr::Int(d)) if v == n && *d == w) =>
+        {
+            Some(Expr::Var(if *op == BinOp::Div { ROW } else { COL }.into()))
         }
-        Expr::Load(b, ix) => Expr::Load(*b, ix.iter().map(|x| split_n(x, n, w)).collect()),
-        Expr::Un(op, a) => Expr::Un(*op, r(a)),
-        Expr::Bin(op, a, b) => Expr::Bin(*op, r(a), r(b)),
-        Expr::Select(c, a, b) => Expr::Select(r(c), r(a), r(b)),
-        Expr::Cast(d, a) => Expr::Cast(*d, r(a)),
-        other => other.clone(),
-    }
+        _ => None,
+    })
 }
 
 /// `e` with `min(COL, c)` for `c >= valid - 1` replaced by `COL`: the clamp
 /// that keeps masked-off columns in bounds is the identity on valid ones.
 fn unclamp(e: &Expr, valid: i64) -> Expr {
-    let r = |x: &Expr| Box::new(unclamp(x, valid));
-    match e {
-        Expr::Bin(BinOp::Min, a, b) if matches!((&**a, &**b), (Expr::Var(v), Expr::Int(c)) if v == COL && *c >= valid - 1) => {
-            Expr::Var(COL.into())
+    e.rewrite(&|x| match x {
+        Expr::Bin(BinOp::Min, a, b)
+            if matches!((&**a, &**b), (Expr::Var(v), Expr::Int(c)) if v == COL && *c >= valid - 1) =>
+        {
+            Some(Expr::Var(COL.into()))
         }
-        Expr::Load(b, ix) => Expr::Load(*b, ix.iter().map(|x| unclamp(x, valid)).collect()),
-        Expr::Un(op, a) => Expr::Un(*op, r(a)),
-        Expr::Bin(op, a, b) => Expr::Bin(*op, r(a), r(b)),
-        Expr::Select(c, a, b) => Expr::Select(r(c), r(a), r(b)),
-        Expr::Cast(d, a) => Expr::Cast(*d, r(a)),
-        other => other.clone(),
-    }
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -108,23 +100,30 @@ mod tests {
         Expr::Bin(op, Box::new(Expr::var("n")), Box::new(Expr::Int(w)))
     }
 
+    /// `n % w < valid`.
+    fn grid(w: i64, valid: i64) -> Expr {
+        Expr::Bin(
+            BinOp::Lt,
+            Box::new(n_by(BinOp::Rem, w)),
+            Box::new(Expr::Int(valid)),
+        )
+    }
+
+    /// `min(n % w, c)`.
+    fn clamp(w: i64, c: i64) -> Expr {
+        Expr::Bin(
+            BinOp::Min,
+            Box::new(n_by(BinOp::Rem, w)),
+            Box::new(Expr::Int(c)),
+        )
+    }
+
     #[test]
     fn splits_a_grid_mask_and_drops_the_column_clamp() {
-        let mask = Expr::Bin(
-            BinOp::Lt,
-            Box::new(n_by(BinOp::Rem, 58)),
-            Box::new(Expr::Int(56)),
-        );
-        let clamp = Expr::Bin(
-            BinOp::Min,
-            Box::new(n_by(BinOp::Rem, 58)),
-            Box::new(Expr::Int(55)),
-        );
-        let g = gemm(
-            Some(mask),
-            vec![Expr::var("m"), n_by(BinOp::Div, 58), clamp],
-        );
-        let s = g.row_split().expect("a grid mask");
+        let index = vec![Expr::var("m"), n_by(BinOp::Div, 58), clamp(58, 55)];
+        let s = gemm(Some(grid(58, 56)), index)
+            .row_split()
+            .expect("a grid mask");
         assert_eq!((s.width, s.valid), (58, 56));
         assert_eq!(
             s.index,
@@ -134,41 +133,24 @@ mod tests {
 
     #[test]
     fn keeps_a_clamp_that_cuts_valid_columns() {
-        let mask = Expr::Bin(
-            BinOp::Lt,
-            Box::new(n_by(BinOp::Rem, 58)),
-            Box::new(Expr::Int(56)),
-        );
-        let clamp = Expr::Bin(
-            BinOp::Min,
-            Box::new(n_by(BinOp::Rem, 58)),
-            Box::new(Expr::Int(40)),
-        );
-        let g = gemm(Some(mask), vec![clamp]);
-        let s = g.row_split().expect("a grid mask");
+        let s = gemm(Some(grid(58, 56)), vec![clamp(58, 40)])
+            .row_split()
+            .expect("a grid mask");
         assert!(matches!(&s.index[0], Expr::Bin(BinOp::Min, ..)));
     }
 
     #[test]
     fn other_masks_are_not_rows() {
-        let wide = Expr::Bin(
-            BinOp::Lt,
-            Box::new(n_by(BinOp::Rem, 58)),
-            Box::new(Expr::Int(59)),
-        );
-        assert_eq!(gemm(Some(wide), Vec::new()).row_split(), None);
-        let mask = Expr::Bin(BinOp::Lt, Box::new(Expr::var("n")), Box::new(Expr::Int(56)));
-        assert_eq!(gemm(Some(mask), Vec::new()).row_split(), None);
+        assert_eq!(gemm(Some(grid(58, 59)), Vec::new()).row_split(), None);
+        let plain = Expr::Bin(BinOp::Lt, Box::new(Expr::var("n")), Box::new(Expr::Int(56)));
+        assert_eq!(gemm(Some(plain), Vec::new()).row_split(), None);
         assert_eq!(gemm(None, Vec::new()).row_split(), None);
-        let other = Expr::Bin(
-            BinOp::Lt,
-            Box::new(Expr::Bin(
-                BinOp::Rem,
-                Box::new(Expr::var("m")),
-                Box::new(Expr::Int(58)),
-            )),
-            Box::new(Expr::Int(56)),
+        let m_rem = Expr::Bin(
+            BinOp::Rem,
+            Box::new(Expr::var("m")),
+            Box::new(Expr::Int(58)),
         );
+        let other = Expr::Bin(BinOp::Lt, Box::new(m_rem), Box::new(Expr::Int(56)));
         assert_eq!(gemm(Some(other), Vec::new()).row_split(), None);
     }
 }
