@@ -344,7 +344,28 @@ fn pack(
         (kcur, valid)
     };
     let (o, ol) = f.begin_loop(zero, outer);
-    let (n, nl) = f.begin_loop(zero, inner);
+    let mut from = zero;
+    if k_inner && lanes as i64 == LANES && vector::class(f.k, e, kvar, &[]) == Some(true) {
+        // A row contiguous along K: four K steps per load, each lane's
+        // copies stored from one shuffle.
+        let xl = f.b.ins().iadd(base, o);
+        let xg = f.b.ins().iadd(x0, xl);
+        f.vars.insert(xvar.to_string(), xg);
+        let vend = f.b.ins().band_imm_s(kcur, !(LANES - 1));
+        let (n, nl) = f.begin_loop_step(zero, vend, LANES);
+        let kg = f.b.ins().iadd(k0, n);
+        f.vars.insert(kvar.to_string(), kg);
+        let v = f.vexpr(e, kvar)?;
+        for lane in 0..LANES {
+            let s = f.b.ins().extractlane(v, lane as u8);
+            let s = f.b.ins().splat(types::F32X4, s);
+            let k = f.b.ins().iadd_imm_s(n, lane);
+            store_packed(f, dst, (pbase, k, o), (r, lanes), s);
+        }
+        f.end_loop(nl);
+        from = vend;
+    }
+    let (n, nl) = f.begin_loop(from, inner);
     let (xi, ki) = if k_inner { (o, n) } else { (n, o) };
     let xl = f.b.ins().iadd(base, xi);
     let xg = f.b.ins().iadd(x0, xl);
