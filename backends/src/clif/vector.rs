@@ -8,11 +8,16 @@
 
 use super::emit::{flags, Func};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_frontend::Variable;
 use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Stmt, UnOp};
 use kiln_ir::DType;
 
 /// Lanes of an `f32x4`.
 pub(crate) const LANES: i64 = 4;
+
+/// Vectors per trip of a loop with sums, each into its own partial sum (an
+/// add's latency is three cycles on Zen 3; four chains keep the adder busy).
+const SUM_UNROLL: usize = 4;
 
 /// Whether `e` mentions the variable `var` or one of the locals `vl` (`var`
 /// empty: only the locals).
@@ -212,7 +217,9 @@ impl Func<'_, '_> {
     }
 
     /// `for var in 0..extent` four lanes at a time (per `plan`, which gave
-    /// the summed locals `sums`), then the remainder with the scalar body.
+    /// the summed locals `sums`), then the remainder with the scalar body. A
+    /// loop with sums runs `SUM_UNROLL` vectors per trip into as many partial
+    /// sums first, so that consecutive adds do not wait on each other.
     pub(crate) fn vector_for(
         &mut self,
         var: &str,
@@ -225,13 +232,68 @@ impl Func<'_, '_> {
         let vend = self.b.ins().band_imm_s(to, !(LANES - 1));
         let zf = self.b.ins().f32const(0.0);
         let zv = self.b.ins().splat(types::F32X4, zf);
-        for s in sums {
-            let v = self.b.declare_var(types::F32X4);
-            self.b.def_var(v, zv);
-            self.vlocals.insert(s.clone(), v);
+        let unroll = if sums.is_empty() { 1 } else { SUM_UNROLL };
+        let parts: Vec<Vec<Variable>> = sums
+            .iter()
+            .map(|_| {
+                (0..unroll)
+                    .map(|_| {
+                        let v = self.b.declare_var(types::F32X4);
+                        self.b.def_var(v, zv);
+                        v
+                    })
+                    .collect()
+            })
+            .collect();
+        let saved = self.vars.get(var).copied();
+        let mut from = zero;
+        if unroll > 1 {
+            let uend = self.b.ins().band_imm_s(to, !(LANES * unroll as i64 - 1));
+            let (i, l) = self.begin_loop_step(zero, uend, LANES * unroll as i64);
+            for u in 0..unroll {
+                let at = self.b.ins().iadd_imm_s(i, LANES * u as i64);
+                self.vars.insert(var.to_string(), at);
+                for (s, p) in sums.iter().zip(&parts) {
+                    self.vlocals.insert(s.clone(), p[u]);
+                }
+                self.vector_body(var, body)?;
+            }
+            self.end_loop(l);
+            from = uend;
         }
-        let (i, l) = self.begin_loop_step(zero, vend, LANES);
-        let saved = self.vars.insert(var.to_string(), i);
+        for (s, p) in sums.iter().zip(&parts) {
+            self.vlocals.insert(s.clone(), p[0]);
+        }
+        let (i, l) = self.begin_loop_step(from, vend, LANES);
+        self.vars.insert(var.to_string(), i);
+        self.vector_body(var, body)?;
+        self.end_loop(l);
+        for (s, p) in sums.iter().zip(&parts) {
+            let mut v = self.b.use_var(p[0]);
+            for &q in &p[1..] {
+                let w = self.b.use_var(q);
+                v = self.b.ins().fadd(v, w);
+            }
+            let h = self.hsum(v);
+            let cur = self.expr(&Expr::Local(s.clone()))?.0;
+            let n = self.b.ins().fadd(cur, h);
+            self.set_local(s, n);
+        }
+        self.vlocals.clear();
+        let (i, l) = self.begin_loop(vend, to);
+        self.vars.insert(var.to_string(), i);
+        self.body(body)?;
+        match saved {
+            Some(v) => self.vars.insert(var.to_string(), v),
+            None => self.vars.remove(var),
+        };
+        self.end_loop(l);
+        Ok(())
+    }
+
+    /// One four-lane step of a vector loop's body at the current value of
+    /// `var`, each sum into the partial sum `vlocals` maps it to.
+    fn vector_body(&mut self, var: &str, body: &[Stmt]) -> Result<(), String> {
         for s in body {
             match s {
                 Stmt::Set { name, value } => {
@@ -258,23 +320,6 @@ impl Func<'_, '_> {
                 _ => return Err("vector loop: a statement other than a store or a sum".into()),
             }
         }
-        self.end_loop(l);
-        for s in sums {
-            let v = self.b.use_var(self.vlocals[s]);
-            let h = self.hsum(v);
-            let cur = self.expr(&Expr::Local(s.clone()))?.0;
-            let n = self.b.ins().fadd(cur, h);
-            self.set_local(s, n);
-        }
-        self.vlocals.clear();
-        let (i, l) = self.begin_loop(vend, to);
-        self.vars.insert(var.to_string(), i);
-        self.body(body)?;
-        match saved {
-            Some(v) => self.vars.insert(var.to_string(), v),
-            None => self.vars.remove(var),
-        };
-        self.end_loop(l);
         Ok(())
     }
 }
