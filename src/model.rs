@@ -62,7 +62,7 @@ impl Model {
     /// core). Compiled targets get the graph optimized for this CPU first
     /// (unless `optimize` already ran).
     pub fn compile(&self, target: Target, threads: usize) -> Result<Box<dyn Executable>, Error> {
-        let backend = target.backend(threads);
+        let backend = target.backend(threads)?;
         if target.compiles() && !self.optimized {
             let opt = kiln_passes::optimize(
                 &self.graph,

@@ -12,27 +12,30 @@ mod common;
 use common::{max_rel, random_inputs, B};
 use kiln::{Bindings, Model};
 use kiln_backends::runtime::Executor;
-use kiln_backends::{ClifBackend, LlvmBackend};
+use kiln_backends::{ClifBackend, CpuTile, LlvmBackend};
 use kiln_ir::op::*;
 use kiln_ir::{interp, DType, Graph, Tensor};
 use kiln_passes::lower::Step;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// `g` compiled by both CPU backends.
+/// `g` compiled by both CPU backends, Cranelift's with each register tile
+/// (the native AVX2 one where the host has it, and Cranelift's own).
 fn executors(g: &Graph, threads: usize) -> Vec<(&'static str, Executor)> {
-    let llvm = LlvmBackend { threads }.executor(g);
-    let clif = ClifBackend { threads }.executor(g);
-    vec![
-        (
-            "cpu-llvm",
-            llvm.unwrap_or_else(|e| panic!("cpu-llvm: compile failed: {e}\n{g}")),
-        ),
-        (
-            "cpu",
-            clif.unwrap_or_else(|e| panic!("cpu: compile failed: {e}\n{g}")),
-        ),
+    let clif = |tile| ClifBackend { threads, tile }.executor(g);
+    [
+        ("cpu-llvm", LlvmBackend { threads }.executor(g)),
+        ("cpu", clif(CpuTile::Native)),
+        ("cpu (cranelift tile)", clif(CpuTile::Cranelift)),
     ]
+    .into_iter()
+    .map(|(name, exe)| {
+        (
+            name,
+            exe.unwrap_or_else(|e| panic!("{name}: compile failed: {e}\n{g}")),
+        )
+    })
+    .collect()
 }
 
 /// Runs `g` compiled at `threads` by both backends and on the interpreter;
@@ -99,6 +102,7 @@ fn model(name: &str, batch: usize) {
             .map(|v| &ins[&m.graph.value(*v).name])
             .collect();
         for (backend, exe) in executors(&m.graph, threads) {
+            tile_as_asked(backend, &exe);
             let got = exe.run(&ordered).unwrap();
             for (w, o) in want.iter().zip(&got) {
                 let e = max_rel(w, o);
@@ -106,6 +110,29 @@ fn model(name: &str, batch: usize) {
                     e <= 1e-4,
                     "{name} on {backend} at {threads} threads: error {e}"
                 );
+            }
+        }
+    }
+}
+
+/// The register tile `exe`'s matrix products were blocked for: 6 x 16 for
+/// cpu-llvm and for cpu where the host has the native AVX2 tile, Cranelift's
+/// 6 x 8 over four copies of A otherwise.
+fn tile_as_asked(backend: &str, exe: &Executor) {
+    let native = ClifBackend {
+        threads: 1,
+        tile: CpuTile::Native,
+    }
+    .native_tile();
+    let want = match backend {
+        "cpu-llvm" => None,
+        "cpu" if native => Some((6, 16, 1)),
+        _ => Some((6, 8, 4)),
+    };
+    for s in &exe.program().steps {
+        if let (Step::Kernel { kernel, .. }, Some(want)) = (s, want) {
+            if let Some(g) = kernel.schedule.gemm {
+                assert_eq!((g.mr, g.nr, g.a_lanes), want, "{backend}: {}", kernel.name);
             }
         }
     }

@@ -189,9 +189,12 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
         let llvm = kiln_backends::LlvmBackend { threads: 2 }
             .executor(&opt.graph)
             .map_err(|e| format!("cpu-llvm: {e}"))?;
-        let clif = kiln_backends::ClifBackend { threads: 2 }
-            .executor(&opt.graph)
-            .map_err(|e| format!("cpu: {e}"))?;
+        let clif = kiln_backends::ClifBackend {
+            threads: 2,
+            tile: kiln_backends::CpuTile::Native,
+        }
+        .executor(&opt.graph)
+        .map_err(|e| format!("cpu: {e}"))?;
         for (backend, exe) in [("cpu-llvm", llvm), ("cpu", clif)] {
             let ordered: Vec<&Tensor> = opt
                 .graph

@@ -16,7 +16,7 @@ pub mod runtime;
 mod target;
 
 #[cfg(feature = "cpu")]
-pub use cpu_clif::ClifBackend;
+pub use cpu_clif::{ClifBackend, CpuTile};
 #[cfg(feature = "cpu-llvm")]
 pub use cpu_llvm::{host_lower_options, LlvmBackend};
 pub use interp::InterpBackend;

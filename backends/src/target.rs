@@ -70,14 +70,14 @@ impl Target {
     }
 
     /// The target's backend; compiled code runs on `threads` threads (0: one
-    /// per core).
-    pub fn backend(self, threads: usize) -> Box<dyn Backend> {
+    /// per core). Fails on a bad `KILN_CPU_TILE` for `cpu`.
+    pub fn backend(self, threads: usize) -> Result<Box<dyn Backend>, TargetError> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
-        match self {
+        Ok(match self {
             Target::Interp => Box::new(crate::InterpBackend),
             #[cfg(feature = "cpu-llvm")]
             Target::CpuLlvm => Box::new(crate::LlvmBackend { threads }),
@@ -87,13 +87,16 @@ impl Target {
                 Box::new(crate::InterpBackend)
             }
             #[cfg(feature = "cpu")]
-            Target::Cpu => Box::new(crate::ClifBackend { threads }),
+            Target::Cpu => Box::new(crate::ClifBackend {
+                threads,
+                tile: crate::CpuTile::from_env()?,
+            }),
             #[cfg(not(feature = "cpu"))]
             Target::Cpu => {
                 let _ = threads;
                 Box::new(crate::InterpBackend)
             }
-        }
+        })
     }
 
     /// True for targets that run compiled kernels (they want an optimized graph).

@@ -37,7 +37,7 @@ pub(crate) fn flags() -> MachMemFlags {
 /// Emits `k` into `func` (whose signature has the four `i64` parameters).
 pub(crate) fn kernel(
     module: &mut JITModule,
-    tile_isa: &dyn TargetIsa,
+    tile: Tile<'_>,
     func: &mut Function,
     k: &Kernel,
 ) -> Result<(), String> {
@@ -52,7 +52,7 @@ pub(crate) fn kernel(
     let mut f = Func {
         b,
         module,
-        tile_isa,
+        tile,
         k,
         vars: HashMap::new(),
         locals: HashMap::new(),
@@ -90,12 +90,22 @@ pub(crate) fn kernel(
     Ok(())
 }
 
+/// How matrix products get their register tile.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile<'a> {
+    /// The instruction set Cranelift compiles the tile for.
+    pub isa: &'a dyn TargetIsa,
+    /// Whether a 6 x 16 tile calls `avx2_tile` instead (the host has it and
+    /// the caller allows it).
+    pub native: bool,
+}
+
 /// One function being emitted.
 pub(crate) struct Func<'a, 'k> {
     pub b: FunctionBuilder<'a>,
     pub module: &'a mut JITModule,
-    /// The instruction set the matrix product's register tile is compiled for.
-    pub tile_isa: &'a dyn TargetIsa,
+    /// How the matrix product's register tile is made.
+    pub tile: Tile<'a>,
     pub k: &'k Kernel,
     pub vars: HashMap<String, Value>,
     locals: HashMap<String, (Variable, DType)>,

@@ -3,6 +3,7 @@
 //! unless packed at compile time, sums kept in the task's block, epilogue when
 //! K is done), with an `mr x nr` tile of 128-bit vector accumulators.
 
+use super::avx2_tile;
 use super::emit::{flags, Func};
 use super::vector::{self, LANES};
 use cranelift_codegen::control::ControlPlane;
@@ -35,7 +36,12 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
         ));
     }
     let nc_r = s.nc.div_ceil(nr) * nr;
-    let tile = micro_fn(f, (mr, nr, nc_r), lanes)?;
+    let native = f.tile.native && lanes == 1 && (mr, nr) == avx2_tile::SHAPE;
+    let tile = if native {
+        native_fn(f)?
+    } else {
+        micro_fn(f, (mr, nr, nc_r), lanes)?
+    };
     let tiles = g.tiles(&s);
     let total: usize = tiles.iter().product();
     let nk = k_ext.div_ceil(s.kc);
@@ -118,7 +124,12 @@ pub(crate) fn emit(f: &mut Func, g: &Gemm, range: Option<(Value, Value)>) -> Res
     let col = f.b.ins().imul_imm_s(jr, (nr * 4) as i64);
     let c = f.b.ins().iadd(part, row);
     let c = f.b.ins().iadd(c, col);
-    f.b.ins().call(tile, &[aptr, bptr, kcur, c, first]);
+    if native {
+        let ldc = f.iconst(nc_r as i64);
+        f.b.ins().call(tile, &[aptr, bptr, kcur, c, first, ldc]);
+    } else {
+        f.b.ins().call(tile, &[aptr, bptr, kcur, c, first]);
+    }
     f.end_loop(il);
     f.end_loop(jl);
     f.end_loop(kl);
@@ -501,13 +512,25 @@ fn panel_ptr(
     }
 }
 
+/// Imports the native AVX2 tile, `(a, b, kcur, c, first, ldc)` (see
+/// `avx2_tile`).
+fn native_fn(f: &mut Func) -> Result<FuncRef, String> {
+    let mut sig = Signature::new(f.module.isa().default_call_conv());
+    sig.params = vec![AbiParam::new(types::I64); 6];
+    let id = f
+        .module
+        .declare_function(avx2_tile::SYMBOL, Linkage::Import, &sig)
+        .map_err(|e| format!("kernel '{}': {e}", f.k.name))?;
+    Ok(f.module.declare_func_in_func(id, f.b.func))
+}
+
 /// Defines the register tile of `f`'s kernel as a function of its own,
 /// `(a, b, kcur, c, first)`: `mr x nr/4` vector accumulators over `kcur`
 /// steps, starting from zero when `first` is non-zero and from the block of
 /// sums at `c` (row stride `ldc` floats) otherwise, stored back there. A
 /// separate function keeps the enclosing loops' values out of its registers
 /// (inline, Cranelift spills the panel pointers inside the K loop). It is
-/// compiled without the e-graph optimizer (`f.tile_isa`): that pass would
+/// compiled without the e-graph optimizer (`f.tile.isa`): that pass would
 /// schedule the unrolled K steps sum by sum, keeping every step's B vectors
 /// live at once (spills), and would merge the repeated A loads that let each
 /// multiply (or broadcast) read memory (see `k_loop`).
@@ -539,9 +562,9 @@ fn micro_fn(
     );
     b.ins().return_(&[]);
     b.seal_all_blocks();
-    b.finalize(f.tile_isa.frontend_config());
+    b.finalize(f.tile.isa.frontend_config());
     let err = |e: String| format!("kernel '{name}': cranelift: {e}");
-    ctx.compile(f.tile_isa, &mut ControlPlane::default())
+    ctx.compile(f.tile.isa, &mut ControlPlane::default())
         .map_err(|e| err(format!("{:?}", e.inner)))?;
     let code = ctx.compiled_code().expect("compiled above");
     let relocs: Vec<ModuleReloc> = code

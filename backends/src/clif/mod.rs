@@ -1,10 +1,13 @@
 //! The Cranelift CPU backend (`cpu`, pure Rust, JIT): every kernel of a
 //! lowered program becomes one Cranelift function with the same entry ABI as
 //! the LLVM backend (`args`, `lo`, `hi`, `scratch`), compiled in memory for
-//! the host. Loops are tested at the bottom, four-lane where `vector` allows;
-//! the matrix product calls a 6 x 8 register tile of 128-bit vectors, a
-//! function of its own compiled without the e-graph optimizer.
+//! the host. Loops are tested at the bottom, four-lane where `vector` allows.
+//! The matrix product calls a register tile: the native 6 x 16 AVX2 one
+//! (`avx2_tile`) where the host has it and the blocking is 6 x 16, else a
+//! 6 x 8 tile of 128-bit vectors that Cranelift compiles as a function of its
+//! own, without the e-graph optimizer.
 
+mod avx2_tile;
 mod emit;
 mod gemm;
 mod vector;
@@ -55,13 +58,33 @@ fn host_isa(opt: &str) -> Result<OwnedTargetIsa, String> {
         .map_err(|e| format!("cranelift: {e}"))
 }
 
+/// Whether this host runs matrix products on the native 6 x 16 AVX2 tile
+/// (`avx2_tile`) when the blocking asks for it.
+pub fn native_tile_available() -> bool {
+    avx2_tile::available()
+}
+
 /// Compiles every kernel step of `p`; returns the code and each step's entry.
-pub fn compile(p: &Program) -> Result<(ClifCode, Vec<Option<KernelFn>>), String> {
+/// Matrix products blocked 6 x 16 call the native AVX2 tile when `native`
+/// and the host has it; every other tile is compiled by Cranelift.
+pub fn compile(p: &Program, native: bool) -> Result<(ClifCode, Vec<Option<KernelFn>>), String> {
     let isa = host_isa("speed")?;
-    // The register tile is compiled without the e-graph optimizer, so its
-    // instructions stay in the order written (see `gemm::micro_fn`).
+    // Cranelift's register tile is compiled without the e-graph optimizer,
+    // so its instructions stay in the order written (see `gemm::micro_fn`).
     let tile_isa = host_isa("none")?;
-    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    let native = match avx2_tile::address() {
+        Some(at) if native => {
+            builder.symbol(avx2_tile::SYMBOL, at);
+            true
+        }
+        _ => false,
+    };
+    let tile = emit::Tile {
+        isa: &*tile_isa,
+        native,
+    };
+    let mut module = JITModule::new(builder);
     let mut ctx = module.make_context();
     let mut ids = Vec::new();
     for st in &p.steps {
@@ -70,7 +93,7 @@ pub fn compile(p: &Program) -> Result<(ClifCode, Vec<Option<KernelFn>>), String>
             continue;
         };
         ctx.func.signature.params = vec![AbiParam::new(types::I64); 4];
-        emit::kernel(&mut module, &*tile_isa, &mut ctx.func, kernel)?;
+        emit::kernel(&mut module, tile, &mut ctx.func, kernel)?;
         let id = module
             .declare_function(&kernel.name, Linkage::Export, &ctx.func.signature)
             .map_err(|e| format!("kernel '{}': {e}", kernel.name))?;

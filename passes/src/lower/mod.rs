@@ -66,8 +66,8 @@ impl LowerOptions {
         }
     }
 
-    /// The Cranelift backend's blocking: the 128-bit tile with A packed four
-    /// times over, so that the tile multiplies by A from memory (one
+    /// The Cranelift backend's blocking where it has no native AVX2 tile: the
+    /// 128-bit tile with A packed four times over, so that the tile multiplies by A from memory (one
     /// instruction) instead of broadcasting each element first.
     pub fn cranelift(threads: usize) -> Self {
         LowerOptions {
