@@ -356,9 +356,12 @@ fn pack(
     };
     let (o, ol) = f.begin_loop(zero, outer);
     let mut from = zero;
-    if k_inner && lanes as i64 == LANES && vector::class(f.k, e, kvar, &[]) == Some(true) {
-        // A row contiguous along K: four K steps per load, each lane's
-        // copies stored from one shuffle.
+    if k_inner
+        && (lanes == 1 || lanes as i64 == LANES)
+        && vector::class(f.k, e, kvar, &[]) == Some(true)
+    {
+        // A row contiguous along K: four K steps per load, each lane (or
+        // its copies) stored from one shuffle.
         let xl = f.b.ins().iadd(base, o);
         let xg = f.b.ins().iadd(x0, xl);
         f.vars.insert(xvar.to_string(), xg);
@@ -369,7 +372,7 @@ fn pack(
         let v = f.vexpr(e, kvar)?;
         for lane in 0..LANES {
             let s = f.b.ins().extractlane(v, lane as u8);
-            let s = f.b.ins().splat(types::F32X4, s);
+            let s = copies(f, s, lanes);
             let k = f.b.ins().iadd_imm_s(n, lane);
             store_packed(f, dst, (pbase, k, o), (r, lanes), s);
         }
