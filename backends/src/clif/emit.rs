@@ -41,6 +41,12 @@ pub(crate) fn kernel(
     func: &mut Function,
     k: &Kernel,
 ) -> Result<(), String> {
+    if k.schedule.launch.is_some() {
+        return Err(format!(
+            "kernel '{}' is a GPU kernel; on the CPU it runs as its simt::to_cpu form",
+            k.name
+        ));
+    }
     if k.schedule.parallel && k.body.len() != 1 {
         return Err(format!(
             "kernel '{}': a parallel kernel must be one loop or one matrix product",
@@ -216,6 +222,21 @@ impl Func<'_, '_> {
                 self.store(*buf, index, v)?;
             }
             Stmt::Gemm(g) => gemm::emit(self, g, range)?,
+            Stmt::If { cond, body } => {
+                let (c, _) = self.expr(cond)?;
+                let (then, join) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(c, then, &[], join, &[]);
+                self.b.switch_to_block(then);
+                self.body(body)?;
+                self.b.ins().jump(join, &[]);
+                self.b.switch_to_block(join);
+            }
+            Stmt::Barrier => {
+                return Err(format!(
+                    "kernel '{}': a barrier in a CPU kernel",
+                    self.k.name
+                ))
+            }
         }
         Ok(())
     }

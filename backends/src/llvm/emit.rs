@@ -109,6 +109,12 @@ pub(crate) fn literal(d: DType, v: f64) -> String {
 /// Emits one kernel into `m`. `aliased` lists buffers that may share memory
 /// with another buffer (in-place steps): they lose `noalias`.
 pub(crate) fn kernel(m: &mut Module, k: &Kernel, aliased: &[BufId]) -> Result<(), String> {
+    if k.schedule.launch.is_some() {
+        return Err(format!(
+            "kernel '{}' is a GPU kernel; on the CPU it runs as its simt::to_cpu form",
+            k.name
+        ));
+    }
     if k.schedule.parallel && k.body.len() != 1 {
         return Err(format!(
             "kernel '{}': a parallel kernel must be one loop or one matrix product",
@@ -348,6 +354,23 @@ impl<'m, 'k> Func<'m, 'k> {
                 self.store(*buf, index, &v)?;
             }
             Stmt::Gemm(g) => gemm::emit(self, g, range)?,
+            Stmt::If { cond, body } => {
+                let (c, _) = self.expr(cond)?;
+                let (then, join) = (self.label("then"), self.label("join"));
+                self.line(&format!("br i1 {c}, label %{then}, label %{join}"));
+                self.start(&then);
+                for s in body {
+                    self.stmt(s, None)?;
+                }
+                self.line(&format!("br label %{join}"));
+                self.start(&join);
+            }
+            Stmt::Barrier => {
+                return Err(format!(
+                    "kernel '{}': a barrier in a CPU kernel",
+                    self.k.name
+                ))
+            }
         }
         Ok(())
     }

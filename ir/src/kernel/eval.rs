@@ -32,7 +32,11 @@ struct Env<'a> {
 impl Kernel {
     /// Runs the kernel on `bufs` (one vector per buffer, row-major). Scratch
     /// buffers must be allocated by the caller. Fails on an out-of-range index.
+    /// A GPU kernel (one with a launch) runs as its `simt::to_cpu` form.
     pub fn eval(&self, bufs: &mut [Vec<f64>]) -> Result<(), String> {
+        if self.schedule.launch.is_some() {
+            return self.eval_gpu(bufs);
+        }
         if bufs.len() != self.bufs.len() {
             return Err(format!(
                 "kernel '{}' takes {} buffers, got {}",
@@ -53,13 +57,32 @@ impl Kernel {
                     Stmt::Let { name, dtype, .. } => {
                         out.insert(name.clone(), *dtype);
                     }
-                    Stmt::For { body, .. } => lets(body, out),
+                    Stmt::For { body, .. } | Stmt::If { body, .. } => lets(body, out),
                     _ => {}
                 }
             }
         }
         lets(&self.body, &mut env.dtypes);
         env.block(&self.body, bufs)
+    }
+
+    fn eval_gpu(&self, bufs: &mut [Vec<f64>]) -> Result<(), String> {
+        if bufs.len() != self.bufs.len() {
+            return Err(format!(
+                "kernel '{}' takes {} buffers, got {}",
+                self.name,
+                self.bufs.len(),
+                bufs.len()
+            ));
+        }
+        let cpu = super::simt::to_cpu(self).map_err(|e| e.to_string())?;
+        let mut all: Vec<Vec<f64>> = bufs.iter_mut().map(std::mem::take).collect();
+        all.extend(cpu.bufs[bufs.len()..].iter().map(|b| vec![0.0; b.numel()]));
+        let r = cpu.eval(&mut all);
+        for (b, v) in bufs.iter_mut().zip(all) {
+            *b = v;
+        }
+        r
     }
 }
 
@@ -104,6 +127,12 @@ impl Env<'_> {
                 bufs[buf.0 as usize][at] = round_to(d, v);
             }
             Stmt::Gemm(g) => self.gemm(g, bufs)?,
+            Stmt::If { cond, body } => {
+                if self.expr(cond, bufs)? != 0.0 {
+                    self.block(body, bufs)?;
+                }
+            }
+            Stmt::Barrier => return Err("a barrier outside a GPU kernel".into()),
         }
         Ok(())
     }

@@ -18,12 +18,20 @@
 //! ```
 //! The first loop of a parallel kernel (or the tile space of its matrix product)
 //! is split into tasks that run on the thread pool; `Kernel::tasks` counts them.
+//!
+//! A GPU kernel has a [`Launch`] in its schedule: its body runs once per
+//! thread of a grid of blocks, reads the reserved variables `threadIdx.x|y|z`
+//! and `blockIdx.x|y|z`, may hold `shared` buffers (one per block) and
+//! `barrier`s (every thread of the block waits there; only in control flow
+//! that is the same for the whole block). `simt::to_cpu` gives its meaning as
+//! a CPU kernel, which is how the evaluator and `gpu-sim` run it.
 
 mod eval;
 mod expr;
 mod parse;
 mod print;
 mod rows;
+pub mod simt;
 mod verify;
 
 pub use eval::round_to;
@@ -41,6 +49,8 @@ pub enum Role {
     Out,
     /// Per-thread scratch, undefined on entry (packed panels, local rows).
     Scratch,
+    /// GPU shared memory: one per block, undefined on entry.
+    Shared,
 }
 
 impl Role {
@@ -50,6 +60,7 @@ impl Role {
             Role::In => "in",
             Role::Out => "out",
             Role::Scratch => "scratch",
+            Role::Shared => "shared",
         }
     }
 }
@@ -129,6 +140,11 @@ pub enum Stmt {
     },
     /// A tiled matrix product with its epilogue.
     Gemm(Box<Gemm>),
+    /// `if cond { body }` (`cond` a bool).
+    If { cond: Expr, body: Vec<Stmt> },
+    /// GPU kernels: every thread of the block waits here until all have
+    /// arrived (and sees their earlier writes to shared and global memory).
+    Barrier,
 }
 
 /// Register and cache blocking of a matrix product (BLIS style): an `mr x nr`
@@ -167,6 +183,36 @@ impl GemmSchedule {
     }
 }
 
+/// A GPU kernel's threads: `grid` blocks of `block` threads, `x` fastest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub grid: [usize; 3],
+    pub block: [usize; 3],
+}
+
+impl Launch {
+    /// Threads per block.
+    pub fn threads(&self) -> usize {
+        self.block.iter().product()
+    }
+
+    /// Blocks in the grid.
+    pub fn blocks(&self) -> usize {
+        self.grid.iter().product()
+    }
+}
+
+/// The reserved variables of a GPU kernel, with the launch dim (`0` grid,
+/// `1` block) and axis each one indexes.
+pub const GPU_VARS: [(&str, usize, usize); 6] = [
+    ("threadIdx.x", 1, 0),
+    ("threadIdx.y", 1, 1),
+    ("threadIdx.z", 1, 2),
+    ("blockIdx.x", 0, 0),
+    ("blockIdx.y", 0, 1),
+    ("blockIdx.z", 0, 2),
+];
+
 /// How a kernel runs, apart from what it computes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Schedule {
@@ -178,6 +224,8 @@ pub struct Schedule {
     pub unroll: Vec<(String, u32)>,
     /// Blocking of the kernel's matrix product.
     pub gemm: Option<GemmSchedule>,
+    /// Present for GPU kernels: the grid and block the body runs on.
+    pub launch: Option<Launch>,
 }
 
 /// A kernel: buffers, a body, and its schedule.
@@ -221,6 +269,11 @@ impl Kernel {
                         block(body, used);
                     }
                     Stmt::Let { init: e, .. } | Stmt::Set { value: e, .. } => expr(e, used),
+                    Stmt::If { cond, body } => {
+                        expr(cond, used);
+                        block(body, used);
+                    }
+                    Stmt::Barrier => {}
                     Stmt::Store { buf, index, value } => {
                         used[buf.0 as usize] = true;
                         index.iter().chain([value]).for_each(|e| expr(e, used));

@@ -2,7 +2,8 @@
 //! verifies the kernel. Errors name the line and what was expected.
 
 use super::{
-    BinOp, Buf, BufId, Expr, Gemm, GemmSchedule, Kernel, Operand, Role, Schedule, Stmt, UnOp,
+    BinOp, Buf, BufId, Expr, Gemm, GemmSchedule, Kernel, Launch, Operand, Role, Schedule, Stmt,
+    UnOp,
 };
 use crate::{DType, IrError};
 
@@ -154,6 +155,7 @@ impl Parser<'_> {
                 "in" => Role::In,
                 "out" => Role::Out,
                 "scratch" => Role::Scratch,
+                "shared" => Role::Shared,
                 r => return self.err(format!("unknown buffer role '{r}'")),
             };
             let dtype = self.dtype()?;
@@ -220,6 +222,19 @@ impl Parser<'_> {
                         kc,
                         nc,
                         a_lanes,
+                    });
+                }
+                "launch" => {
+                    let mut dims = [[0usize; 3]; 2];
+                    for (d, key) in dims.iter_mut().zip(["grid", "block"]) {
+                        self.keyword(key)?;
+                        for x in d.iter_mut() {
+                            *x = self.usize()?;
+                        }
+                    }
+                    s.launch = Some(Launch {
+                        grid: dims[0],
+                        block: dims[1],
                     });
                 }
                 w => return self.err(format!("unknown schedule item '{w}'")),
@@ -314,6 +329,12 @@ impl Parser<'_> {
                     })
                 }
                 "gemm" => self.gemm(),
+                "if" => {
+                    let cond = self.expr()?;
+                    let body = self.block()?;
+                    Ok(Stmt::If { cond, body })
+                }
+                "barrier" => Ok(Stmt::Barrier),
                 w => self.err(format!("unknown statement '{w}'")),
             },
         }

@@ -53,6 +53,14 @@ fn schedule(s: &Schedule, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         }
         writeln!(f)?;
     }
+    if let Some(l) = s.launch {
+        let [g, b] = [l.grid, l.block];
+        writeln!(
+            f,
+            "  launch grid {} {} {} block {} {} {}",
+            g[0], g[1], g[2], b[0], b[1], b[2]
+        )?;
+    }
     writeln!(f, "}}")
 }
 
@@ -89,6 +97,15 @@ fn stmt(k: &Kernel, s: &Stmt, depth: usize, out: &mut String) {
             );
         }
         Stmt::Gemm(g) => gemm(k, g, depth, out),
+        Stmt::If { cond, body } => {
+            let _ = writeln!(out, "if {} {{", expr(k, cond));
+            for b in body {
+                stmt(k, b, depth + 1, out);
+            }
+            indent(depth, out);
+            out.push_str("}\n");
+        }
+        Stmt::Barrier => out.push_str("barrier\n"),
     }
 }
 

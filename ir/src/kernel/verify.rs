@@ -9,6 +9,12 @@ use std::collections::HashMap;
 struct Scope {
     vars: Vec<String>,
     locals: HashMap<String, DType>,
+    /// GPU kernels: variables with the same value in every thread of a
+    /// block (`blockIdx.*`, loops of such extents).
+    uniform: Vec<String>,
+    /// GPU kernels: whether every thread of the block reaches this point
+    /// together (no enclosing `if`, every enclosing loop's extent uniform).
+    converged: bool,
 }
 
 impl Kernel {
@@ -16,6 +22,15 @@ impl Kernel {
     pub fn verify(&self) -> Result<(), IrError> {
         let mut loops = Vec::new();
         let mut scope = Scope::default();
+        if self.schedule.launch.is_some() {
+            for (v, dim, _) in super::GPU_VARS {
+                scope.vars.push(v.to_string());
+                if dim == 0 {
+                    scope.uniform.push(v.to_string());
+                }
+            }
+            scope.converged = true;
+        }
         let r = self
             .block(&self.body, &mut scope, &mut loops)
             .and_then(|_| self.check_schedule(&loops));
@@ -43,6 +58,22 @@ impl Kernel {
                 return Err("gemm schedule sizes must be positive".into());
             }
             _ => {}
+        }
+        for b in &self.bufs {
+            if b.role == Role::Shared && s.launch.is_none() {
+                return Err(format!("shared buffer '%{}' outside a GPU kernel", b.name));
+            }
+        }
+        if let Some(l) = s.launch {
+            if l.grid.contains(&0) || l.block.contains(&0) {
+                return Err("a launch's grid and block dims must be positive".into());
+            }
+            if l.threads() > 1024 {
+                return Err(format!("a block of {} threads (at most 1024)", l.threads()));
+            }
+            if s.parallel || s.gemm.is_some() {
+                return Err("a GPU kernel has no CPU parallel loop or gemm schedule".into());
+            }
         }
         if s.parallel {
             let ok = self.body.len() == 1
@@ -88,7 +119,29 @@ impl Kernel {
                 loops.push(var.clone());
                 let mut inner = scope.clone();
                 inner.vars.push(var.clone());
+                if uniform(extent, scope) {
+                    inner.uniform.push(var.clone());
+                } else {
+                    inner.converged = false;
+                }
                 self.block(body, &mut inner, loops)
+            }
+            Stmt::If { cond, body } => {
+                want(self.ty(cond, scope)?, DType::Bool, "an if condition")?;
+                let mut inner = scope.clone();
+                inner.converged = false;
+                self.block(body, &mut inner, loops)
+            }
+            Stmt::Barrier => {
+                if self.schedule.launch.is_none() {
+                    return Err("barrier outside a GPU kernel".into());
+                }
+                if !scope.converged {
+                    return Err(
+                        "barrier under an if or a loop whose extent differs between threads".into(),
+                    );
+                }
+                Ok(())
             }
             Stmt::Let { name, dtype, init } => {
                 want(self.ty(init, scope)?, *dtype, &format!("let ${name}"))?;
@@ -254,6 +307,18 @@ impl Kernel {
             }
         })
     }
+}
+
+/// Whether `e` has the same value in every thread of a block: integer
+/// arithmetic on uniform variables only.
+fn uniform(e: &Expr, scope: &Scope) -> bool {
+    let mut ok = true;
+    e.walk(&mut |x| match x {
+        Expr::Var(v) if !scope.uniform.contains(v) => ok = false,
+        Expr::Local(_) | Expr::Load(..) => ok = false,
+        _ => {}
+    });
+    ok
 }
 
 fn want(got: DType, want: DType, what: &str) -> Result<(), String> {

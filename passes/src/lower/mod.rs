@@ -373,7 +373,7 @@ impl Lowerer<'_> {
                 let (mut i, mut o) = (0, 0);
                 for (bi, b) in l.kernel.bufs.iter().enumerate() {
                     args.push(match b.role {
-                        Role::Scratch => None,
+                        Role::Scratch | Role::Shared => None,
                         Role::In if l.flat == Some(kiln_ir::kernel::BufId(bi as u32)) => flat_slot,
                         Role::Out => {
                             o += 1;

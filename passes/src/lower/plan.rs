@@ -222,7 +222,11 @@ fn loads_only_at(k: &Kernel, b: u32, index: &[Expr]) -> bool {
                     index.iter().for_each(&mut *f);
                     f(value);
                 }
-                Stmt::Gemm(_) => {}
+                Stmt::If { cond, body } => {
+                    f(cond);
+                    stmts(body, f);
+                }
+                Stmt::Gemm(_) | Stmt::Barrier => {}
             }
         }
     }

@@ -1,0 +1,472 @@
+//! The meaning of a GPU kernel as a CPU kernel (MCUDA-style thread-loop
+//! fission): one parallel task per block; the body is cut at its barriers
+//! into pieces, and each piece runs as a loop over the block's threads, so
+//! every thread finishes a piece before any starts the next, which is what a
+//! barrier promises. Shared buffers become per-task scratch (a task runs one
+//! block at a time); a local that lives across a barrier becomes a scratch
+//! array with one element per thread. Loops that contain a barrier have the
+//! same extent in every thread (the verifier's rule) and wrap their pieces.
+//! The reference evaluator and the `gpu-sim` target run GPU kernels this way.
+
+use super::{Buf, BufId, Expr, Kernel, Launch, Role, Schedule, Stmt, GPU_VARS};
+use crate::{DType, IrError};
+use std::collections::{HashMap, HashSet};
+
+/// The loop variable over blocks in the CPU form.
+pub const BLOCK_VAR: &str = "simt_block";
+/// The loop variable over a block's threads in the CPU form, numbered per
+/// piece (loop variables are unique in a kernel).
+pub const THREAD_VAR: &str = "simt_thread";
+
+/// Barrier-free statements run by every thread, or a uniform loop around
+/// further pieces.
+enum Piece {
+    Threads(Vec<Stmt>),
+    Loop {
+        var: String,
+        extent: Expr,
+        body: Vec<Piece>,
+    },
+}
+
+/// The CPU kernel that computes what GPU kernel `k` does: its buffers are
+/// `k`'s (shared ones as scratch) followed by one scratch array per local
+/// that crosses a barrier.
+pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
+    let err = |msg: String| IrError::Kernel {
+        kernel: k.name.clone(),
+        msg,
+    };
+    let launch = k
+        .schedule
+        .launch
+        .ok_or_else(|| err("not a GPU kernel (no launch)".into()))?;
+    k.verify()?;
+    let pieces = split(&k.body).map_err(err)?;
+
+    // Locals declared in one piece and used in another live in arrays.
+    let mut declared = Vec::new();
+    let mut used = Vec::new();
+    let mut n = 0;
+    number(&pieces, &mut n, &mut |i, stmts| {
+        for s in stmts {
+            if let Stmt::Let { name, dtype, .. } = s {
+                declared.push((name.clone(), *dtype, i));
+            }
+        }
+        let mut names = HashSet::new();
+        locals_in(stmts, &mut names);
+        used.push(names);
+    });
+    let mut bufs: Vec<Buf> = k
+        .bufs
+        .iter()
+        .map(|b| Buf {
+            role: if b.role == Role::Shared {
+                Role::Scratch
+            } else {
+                b.role
+            },
+            ..b.clone()
+        })
+        .collect();
+    let mut promoted = HashMap::new();
+    for (name, dtype, at) in declared {
+        let crosses = used
+            .iter()
+            .enumerate()
+            .any(|(i, names)| i != at && names.contains(&name));
+        if crosses && !promoted.contains_key(&name) {
+            let mut bname = format!("{name}_per_thread");
+            while bufs.iter().any(|b| b.name == bname) {
+                bname.push('_');
+            }
+            promoted.insert(name.clone(), (BufId(bufs.len() as u32), dtype));
+            bufs.push(Buf {
+                name: bname,
+                dtype,
+                shape: vec![launch.threads()],
+                role: Role::Scratch,
+            });
+        }
+    }
+
+    let mut body = Vec::new();
+    let mut cx = Emit {
+        launch,
+        promoted,
+        pieces: 0,
+    };
+    cx.emit(&pieces, &mut body);
+    let cpu = Kernel {
+        name: k.name.clone(),
+        bufs,
+        body: vec![Stmt::For {
+            var: BLOCK_VAR.into(),
+            extent: Expr::Int(launch.blocks() as i64),
+            body,
+        }],
+        schedule: Schedule {
+            parallel: true,
+            ..Schedule::default()
+        },
+    };
+    cpu.verify()?;
+    Ok(cpu)
+}
+
+/// Cuts `body` at its barriers.
+fn split(body: &[Stmt]) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    for s in body {
+        if !has_barrier(s) {
+            cur.push(s.clone());
+            continue;
+        }
+        if !cur.is_empty() {
+            out.push(Piece::Threads(std::mem::take(&mut cur)));
+        }
+        match s {
+            Stmt::Barrier => {}
+            Stmt::For { var, extent, body } => out.push(Piece::Loop {
+                var: var.clone(),
+                extent: extent.clone(),
+                body: split(body)?,
+            }),
+            _ => return Err("a barrier under an if".into()),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(Piece::Threads(cur));
+    }
+    Ok(out)
+}
+
+fn has_barrier(s: &Stmt) -> bool {
+    match s {
+        Stmt::Barrier => true,
+        Stmt::For { body, .. } | Stmt::If { body, .. } => body.iter().any(has_barrier),
+        _ => false,
+    }
+}
+
+/// Calls `f` with each thread piece's number (in order) and statements.
+fn number(pieces: &[Piece], n: &mut usize, f: &mut dyn FnMut(usize, &[Stmt])) {
+    for p in pieces {
+        match p {
+            Piece::Threads(stmts) => {
+                f(*n, stmts);
+                *n += 1;
+            }
+            Piece::Loop { body, .. } => number(body, n, f),
+        }
+    }
+}
+
+/// Names of the locals `stmts` declare, read or assign, at any depth.
+fn locals_in(stmts: &[Stmt], out: &mut HashSet<String>) {
+    let expr = |e: &Expr, out: &mut HashSet<String>| {
+        e.walk(&mut |x| {
+            if let Expr::Local(l) = x {
+                out.insert(l.clone());
+            }
+        })
+    };
+    for s in stmts {
+        match s {
+            Stmt::For { extent, body, .. } => {
+                expr(extent, out);
+                locals_in(body, out);
+            }
+            Stmt::If { cond, body } => {
+                expr(cond, out);
+                locals_in(body, out);
+            }
+            Stmt::Let { name, init: e, .. } | Stmt::Set { name, value: e } => {
+                out.insert(name.clone());
+                expr(e, out);
+            }
+            Stmt::Store { index, value, .. } => {
+                index.iter().chain([value]).for_each(|e| expr(e, out));
+            }
+            Stmt::Gemm(_) | Stmt::Barrier => {}
+        }
+    }
+}
+
+/// Each reserved variable's value in terms of the block and thread loop
+/// variables: `x` fastest, then `y`, then `z`.
+fn ids(launch: &Launch, thread: &str) -> HashMap<&'static str, Expr> {
+    let mut out = HashMap::new();
+    for (name, dim, axis) in GPU_VARS {
+        let (dims, var) = if dim == 0 {
+            (&launch.grid, BLOCK_VAR)
+        } else {
+            (&launch.block, thread)
+        };
+        let below: usize = dims[..axis].iter().product();
+        let mut e = Expr::var(var);
+        if below > 1 {
+            e = Expr::bin(super::BinOp::Div, e, Expr::Int(below as i64));
+        }
+        if axis < 2 || below > 1 {
+            e = Expr::bin(super::BinOp::Rem, e, Expr::Int(dims[axis] as i64));
+        }
+        out.insert(name, e);
+    }
+    out
+}
+
+/// Emits pieces, numbering their thread loops.
+struct Emit {
+    launch: Launch,
+    promoted: HashMap<String, (BufId, DType)>,
+    pieces: usize,
+}
+
+impl Emit {
+    fn emit(&mut self, pieces: &[Piece], out: &mut Vec<Stmt>) {
+        for p in pieces {
+            match p {
+                Piece::Threads(stmts) => {
+                    let var = format!("{THREAD_VAR}{}", self.pieces);
+                    self.pieces += 1;
+                    let sub = Subst {
+                        ids: ids(&self.launch, &var),
+                        promoted: &self.promoted,
+                        thread: &var,
+                    };
+                    out.push(Stmt::For {
+                        body: stmts.iter().map(|s| sub.stmt(s)).collect(),
+                        var,
+                        extent: Expr::Int(self.launch.threads() as i64),
+                    });
+                }
+                Piece::Loop { var, extent, body } => {
+                    let mut inner = Vec::new();
+                    self.emit(body, &mut inner);
+                    // A uniform extent uses only blockIdx and outer loops.
+                    let sub = Subst {
+                        ids: ids(&self.launch, THREAD_VAR),
+                        promoted: &self.promoted,
+                        thread: THREAD_VAR,
+                    };
+                    out.push(Stmt::For {
+                        var: var.clone(),
+                        extent: sub.expr(extent),
+                        body: inner,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Replaces reserved variables by their values in one piece (thread loop
+/// variable `thread`) and promoted locals by the thread's array element.
+struct Subst<'a> {
+    ids: HashMap<&'static str, Expr>,
+    promoted: &'a HashMap<String, (BufId, DType)>,
+    thread: &'a str,
+}
+
+impl Subst<'_> {
+    fn stmt(&self, s: &Stmt) -> Stmt {
+        let e = |x: &Expr| self.expr(x);
+        let block = |b: &[Stmt]| b.iter().map(|s| self.stmt(s)).collect();
+        let slot = |name: &str| {
+            self.promoted
+                .get(name)
+                .map(|(b, _)| (*b, vec![Expr::var(self.thread)]))
+        };
+        match s {
+            Stmt::For { var, extent, body } => Stmt::For {
+                var: var.clone(),
+                extent: e(extent),
+                body: block(body),
+            },
+            Stmt::If { cond, body } => Stmt::If {
+                cond: e(cond),
+                body: block(body),
+            },
+            Stmt::Let { name, dtype, init } => match slot(name) {
+                Some((buf, index)) => Stmt::Store {
+                    buf,
+                    index,
+                    value: e(init),
+                },
+                None => Stmt::Let {
+                    name: name.clone(),
+                    dtype: *dtype,
+                    init: e(init),
+                },
+            },
+            Stmt::Set { name, value } => match slot(name) {
+                Some((buf, index)) => Stmt::Store {
+                    buf,
+                    index,
+                    value: e(value),
+                },
+                None => Stmt::Set {
+                    name: name.clone(),
+                    value: e(value),
+                },
+            },
+            Stmt::Store { buf, index, value } => Stmt::Store {
+                buf: *buf,
+                index: index.iter().map(e).collect(),
+                value: e(value),
+            },
+            Stmt::Gemm(_) | Stmt::Barrier => s.clone(),
+        }
+    }
+
+    fn expr(&self, x: &Expr) -> Expr {
+        x.rewrite(&|e| match e {
+            Expr::Var(v) => self.ids.get(v.as_str()).cloned(),
+            Expr::Local(l) => self
+                .promoted
+                .get(l)
+                .map(|(b, _)| Expr::load(*b, vec![Expr::var(self.thread)])),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let k = Kernel::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut bufs: Vec<Vec<f64>> = k.bufs.iter().map(|b| vec![0.0; b.numel()]).collect();
+        for (b, x) in bufs.iter_mut().zip(inputs) {
+            b.clone_from(x);
+        }
+        k.eval(&mut bufs).unwrap();
+        bufs
+    }
+
+    /// A tree sum in shared memory over 100 values per block of 128
+    /// threads: each step reads what other threads wrote before the last
+    /// barrier, and `$v` is read after the barriers (a promoted local).
+    #[test]
+    fn block_tree_sum_honours_barriers() {
+        let mut text = String::from(
+            "kernel \"sum\"(%x: in f32[300], %y: out f32[3], %z: out f32[384], %s: shared f32[128]) {\n\
+             let $v: f32 = f32:0.0\n\
+             if (lt threadIdx.x 100) {\n\
+               $v = %x[(add (mul blockIdx.x 100) threadIdx.x)]\n\
+             }\n\
+             %s[threadIdx.x] = $v\n\
+             barrier\n",
+        );
+        for half in [64, 32, 16, 8, 4, 2, 1] {
+            text += &format!(
+                "if (lt threadIdx.x {half}) {{\n\
+                   %s[threadIdx.x] = (add %s[threadIdx.x] %s[(add threadIdx.x {half})])\n\
+                 }}\n\
+                 barrier\n"
+            );
+        }
+        text += "if (eq threadIdx.x 0) {\n  %y[blockIdx.x] = %s[0]\n}\n\
+                 %z[(add (mul blockIdx.x 128) threadIdx.x)] = (mul $v %s[0])\n\
+                 }\nschedule {\n  launch grid 3 1 1 block 128 1 1\n}\n";
+        let x: Vec<f64> = (0..300).map(|i| ((i * 37 % 17) as f64) - 8.0).collect();
+        let out = run(&text, &[x.clone()]);
+        for b in 0..3 {
+            let want: f64 = x[b * 100..b * 100 + 100].iter().sum();
+            assert_eq!(out[1][b], want, "block {b}");
+            for t in 0..128 {
+                let v = if t < 100 { x[b * 100 + t] } else { 0.0 };
+                assert_eq!(out[2][b * 128 + t], v * want, "block {b} thread {t}");
+            }
+        }
+        let cpu = to_cpu(&Kernel::parse(&text).unwrap()).unwrap();
+        assert_eq!(cpu.bufs.last().unwrap().name, "v_per_thread");
+        assert_eq!(cpu.bufs[3].role, Role::Scratch);
+    }
+
+    /// 2-D grid and block: every thread writes its own ids.
+    #[test]
+    fn ids_follow_x_fastest() {
+        let text = "kernel \"ids\"(%o: out i64[3, 2, 4, 8, 4]) {\n\
+             %o[blockIdx.y, blockIdx.x, threadIdx.y, threadIdx.x, 0] = threadIdx.x\n\
+             %o[blockIdx.y, blockIdx.x, threadIdx.y, threadIdx.x, 1] = threadIdx.y\n\
+             %o[blockIdx.y, blockIdx.x, threadIdx.y, threadIdx.x, 2] = blockIdx.x\n\
+             %o[blockIdx.y, blockIdx.x, threadIdx.y, threadIdx.x, 3] = (add threadIdx.z blockIdx.z)\n\
+             }\nschedule {\n  launch grid 2 3 1 block 8 4 1\n}\n";
+        let o = &run(text, &[])[0];
+        for (by, bx, ty, tx) in (0..3).flat_map(|a| {
+            (0..2).flat_map(move |b| (0..4).flat_map(move |c| (0..8).map(move |d| (a, b, c, d))))
+        }) {
+            let at = (((by * 2 + bx) * 4 + ty) * 8 + tx) * 4;
+            assert_eq!(&o[at..at + 4], &[tx as f64, ty as f64, bx as f64, 0.0]);
+        }
+    }
+
+    /// A uniform loop around barriers: each tile is staged in shared memory
+    /// and read back reversed, which needs both barriers.
+    #[test]
+    fn barriers_inside_uniform_loops() {
+        let text = "kernel \"rev\"(%x: in f32[96], %o: out f32[96], %s: shared f32[32]) {\n\
+             for t in 0..3 {\n\
+               %s[threadIdx.x] = %x[(add (mul t 32) threadIdx.x)]\n\
+               barrier\n\
+               %o[(add (mul t 32) threadIdx.x)] = %s[(sub 31 threadIdx.x)]\n\
+               barrier\n\
+             }\n\
+             }\nschedule {\n  launch grid 1 1 1 block 32 1 1\n}\n";
+        let x: Vec<f64> = (0..96).map(|i| i as f64).collect();
+        let o = &run(text, &[x])[1];
+        for t in 0..3 {
+            for i in 0..32 {
+                assert_eq!(o[t * 32 + i], (t * 32 + 31 - i) as f64);
+            }
+        }
+    }
+
+    /// Barriers only where the whole block arrives; GPU-only constructs
+    /// only in GPU kernels.
+    #[test]
+    fn misplaced_gpu_constructs_are_refused() {
+        let bad = [
+            (
+                "if (lt threadIdx.x 3) {\n barrier\n}\n",
+                "launch grid 1 1 1 block 32 1 1",
+                "barrier under an if",
+            ),
+            (
+                "for i in 0..threadIdx.x {\n barrier\n}\n",
+                "launch grid 1 1 1 block 32 1 1",
+                "differs between threads",
+            ),
+            ("barrier\n", "", "barrier outside a GPU kernel"),
+            ("%o[0] = threadIdx.x\n", "", "outside its loop"),
+            ("%o[0] = 1\n", "launch grid 1 0 1 block 32 1 1", "positive"),
+            (
+                "%o[0] = 1\n",
+                "launch grid 1 1 1 block 64 32 1",
+                "at most 1024",
+            ),
+        ];
+        for (body, sched, want) in bad {
+            let text =
+                format!("kernel \"k\"(%o: out i64[4]) {{\n{body}}}\nschedule {{\n  {sched}\n}}\n");
+            let e = Kernel::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        let shared = "kernel \"k\"(%s: shared f32[4]) {\n}\nschedule {\n}\n";
+        let e = Kernel::parse(shared).unwrap_err().to_string();
+        assert!(e.contains("outside a GPU kernel"), "{e}");
+    }
+
+    /// The text form keeps launches, ifs, barriers and shared buffers.
+    #[test]
+    fn gpu_kernels_print_and_parse_back() {
+        let text = "kernel \"k\"(%x: in f32[64], %s: shared f32[64]) {\n  if (lt threadIdx.x 3) {\n    %s[threadIdx.x] = %x[threadIdx.x]\n  }\n  barrier\n}\nschedule {\n  launch grid 2 1 1 block 64 1 1\n}\n";
+        let k = Kernel::parse(text).unwrap();
+        assert_eq!(k.to_string(), text);
+    }
+}
