@@ -374,7 +374,7 @@ mod tests {
                  %z[(add (mul blockIdx.x 128) threadIdx.x)] = (mul $v %s[0])\n\
                  }\nschedule {\n  launch grid 3 1 1 block 128 1 1\n}\n";
         let x: Vec<f64> = (0..300).map(|i| ((i * 37 % 17) as f64) - 8.0).collect();
-        let out = run(&text, &[x.clone()]);
+        let out = run(&text, std::slice::from_ref(&x));
         for b in 0..3 {
             let want: f64 = x[b * 100..b * 100 + 100].iter().sum();
             assert_eq!(out[1][b], want, "block {b}");
