@@ -1,5 +1,5 @@
-//! Compiled CPU code (`cpu` by Cranelift, `cpu-llvm` by LLVM) against the
-//! reference interpreter: the
+//! Compiled CPU code (`cpu` by Cranelift, `cpu-llvm` by LLVM) and GPU
+//! kernels run on the CPU (`gpu-sim`) against the reference interpreter: the
 //! example models at one and two threads, and single ops and small fused
 //! graphs with awkward shapes (sizes that are not multiples of the register
 //! tile or the cache blocks, size-1 dims, broadcasting, K spanning several
@@ -12,7 +12,7 @@ mod common;
 use common::{max_rel, random_inputs, B};
 use kiln::{Bindings, Model};
 use kiln_backends::runtime::Executor;
-use kiln_backends::{ClifBackend, CpuTile, LlvmBackend};
+use kiln_backends::{ClifBackend, CpuTile, GpuSimBackend, LlvmBackend};
 use kiln_ir::op::*;
 use kiln_ir::{interp, DType, Graph, Tensor};
 use kiln_passes::lower::Step;
@@ -20,13 +20,22 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// `g` compiled by both CPU backends, Cranelift's with each register tile
-/// (the native AVX2 one where the host has it, and Cranelift's own).
+/// (the native AVX2 one where the host has it, and Cranelift's own), and
+/// mapped to GPU kernels run on the CPU (`gpu-sim`).
 fn executors(g: &Graph, threads: usize) -> Vec<(&'static str, Executor)> {
     let clif = |tile| ClifBackend { threads, tile }.executor(g);
     [
         ("cpu-llvm", LlvmBackend { threads }.executor(g)),
         ("cpu", clif(CpuTile::Native)),
         ("cpu (cranelift tile)", clif(CpuTile::Cranelift)),
+        (
+            "gpu-sim",
+            GpuSimBackend {
+                threads,
+                arch: "sm_90",
+            }
+            .executor(g),
+        ),
     ]
     .into_iter()
     .map(|(name, exe)| {
@@ -125,7 +134,7 @@ fn tile_as_asked(backend: &str, exe: &Executor) {
     }
     .native_tile();
     let want = match backend {
-        "cpu-llvm" => None,
+        "cpu-llvm" | "gpu-sim" => None,
         "cpu" if native => Some((6, 16, 1)),
         _ => Some((6, 8, 4)),
     };

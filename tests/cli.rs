@@ -209,3 +209,60 @@ fn print_small_cnn_snapshot() {
     let g = kiln::ir::Graph::parse(&full).unwrap();
     assert_eq!(g.to_text(kiln::ir::ConstStyle::Full), full);
 }
+
+/// `kiln compile --target sm_90` writes the PTX, the weights and a launch
+/// plan whose launches name kernels of the PTX with their grid, block and
+/// arguments; `--gpu` picks the architecture gpu-sim simulates, and a bad
+/// one (or one given to a CPU target) is refused by name.
+#[test]
+fn gpu_compile_writes_ptx_and_a_launch_plan() {
+    let m = models().join("small_cnn.onnx");
+    let m = m.to_str().unwrap();
+    let dir = tmp("gpu");
+    let d = dir.to_str().unwrap();
+    let out = ok(&[
+        "compile", m, "--dim", "batch=2", "--target", "sm_90", "-o", d,
+    ]);
+    for ext in ["ptx", "weights", "json"] {
+        assert!(out.contains(&format!("small_cnn.{ext}")), "{out}");
+    }
+    let ptx = std::fs::read_to_string(dir.join("small_cnn.ptx")).unwrap();
+    assert!(ptx.contains(".target sm_90"));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("small_cnn.json")).unwrap())
+            .unwrap();
+    assert_eq!(plan["arch"], "sm_90");
+    let launches = plan["launches"].as_array().unwrap();
+    assert!(!launches.is_empty());
+    for l in launches {
+        let k = l["kernel"].as_str().unwrap();
+        assert!(ptx.contains(&format!(".entry {k}(")), "{k} not in the PTX");
+        let threads: u64 = l["block"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .product();
+        assert!((1..=1024).contains(&threads), "{k}: block {}", l["block"]);
+        assert!(
+            !l["args"].as_array().unwrap().is_empty(),
+            "{k}: no arguments"
+        );
+    }
+    let weights = std::fs::metadata(dir.join("small_cnn.weights"))
+        .unwrap()
+        .len();
+    assert_eq!(plan["weights_bytes"].as_u64(), Some(weights));
+    ok(&[
+        "run", m, "--dim", "batch=1", "--target", "gpu-sim", "--gpu", "sm_80",
+    ]);
+    assert!(
+        fails(&["run", m, "--dim", "batch=1", "--target", "gpu-sim", "--gpu", "sm_75"])
+            .contains("unknown GPU architecture 'sm_75'")
+    );
+    assert!(
+        fails(&["run", m, "--dim", "batch=1", "--target", "cpu", "--gpu", "sm_90"])
+            .contains("not a GPU target")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

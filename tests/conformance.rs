@@ -2,8 +2,9 @@
 //! through the importer and the reference interpreter and is compared with onnx's
 //! expected outputs, and its optimized graph (the e-graph optimizer for the CPU
 //! cost model) must agree with the imported one, and the optimized graph
-//! compiled for the CPU by LLVM (`cpu-llvm`) and by Cranelift (`cpu`), two
-//! threads each, must give onnx's outputs too (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance` says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
+//! compiled for the CPU by LLVM (`cpu-llvm`) and by Cranelift (`cpu`), and
+//! mapped to GPU kernels run on the CPU (`gpu-sim`, sm_90), two threads
+//! each, must give onnx's outputs too (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance` says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
 //! case in `tests/conformance/passing.txt` stops passing, or when fewer than 95%
 //! of the single-node cases of the foundation op list pass.
 //!
@@ -195,7 +196,13 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
         }
         .executor(&opt.graph)
         .map_err(|e| format!("cpu: {e}"))?;
-        for (backend, exe) in [("cpu-llvm", llvm), ("cpu", clif)] {
+        let sim = kiln_backends::GpuSimBackend {
+            threads: 2,
+            arch: "sm_90",
+        }
+        .executor(&opt.graph)
+        .map_err(|e| format!("gpu-sim: {e}"))?;
+        for (backend, exe) in [("cpu-llvm", llvm), ("cpu", clif), ("gpu-sim", sim)] {
             let ordered: Vec<&Tensor> = opt
                 .graph
                 .inputs
@@ -219,7 +226,7 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
     Ok(())
 }
 
-/// Compiled kernels and host steps the cpu-llvm runs used (printed at the end).
+/// Compiled kernels and host steps the compiled runs used (printed at the end).
 static KERNELS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static HOST_STEPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -322,7 +329,7 @@ fn onnx_node_conformance() {
     println!("\nsingle-node cases of the foundation op list (kiln dtypes): {elig_passed}/{elig} pass ({pct:.1}%)");
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     println!(
-        "cpu-llvm and cpu ran {} compiled kernels and {} host steps",
+        "cpu-llvm, cpu and gpu-sim ran {} compiled kernels and {} host steps",
         KERNELS.load(std::sync::atomic::Ordering::Relaxed),
         HOST_STEPS.load(std::sync::atomic::Ordering::Relaxed)
     );

@@ -1,29 +1,52 @@
-//! Snapshots of every emitted form for four typical kernels (matmul + bias +
-//! GELU, LayerNorm, Softmax, attention): the kernel IR text, which must also
-//! parse back to the same kernel, and the LLVM IR the cpu-llvm backend emits
-//! for portable x86-64 (AVX2 + FMA) before optimization.
+//! Snapshots of every emitted form for typical kernels (matmul + bias +
+//! GELU, LayerNorm, Softmax, attention, a fused elementwise chain): the
+//! kernel IR text, which must also parse back to the same kernel, the LLVM
+//! IR the cpu-llvm backend emits for portable x86-64 (AVX2 + FMA) before
+//! optimization, and the GPU mapping: its kernel IR and its PTX for sm_90.
 
 #[path = "../passes/tests/common/mod.rs"]
 mod common;
 
 use common::B;
 use kiln_backends::llvm::{kernel_text, CpuSpec};
+use kiln_backends::ptx;
 use kiln_ir::kernel::Kernel;
 use kiln_ir::op::*;
 use kiln_ir::{DType, Graph};
 use kiln_passes::lower::{lower, LowerOptions};
 
 fn kernels(g: Graph) -> Vec<Kernel> {
-    let opt = kiln_passes::optimize(&g, &kiln_ir::Target::cpu_default(), &Default::default())
-        .unwrap()
-        .graph;
-    lower(&opt, &LowerOptions::avx2(1))
+    lower(&optimized(g), &LowerOptions::avx2(1))
         .kernels()
         .cloned()
         .collect()
 }
 
+fn optimized(g: Graph) -> Graph {
+    kiln_passes::optimize(&g, &kiln_ir::Target::cpu_default(), &Default::default())
+        .unwrap()
+        .graph
+}
+
+/// The graph's one kernel mapped to the GPU: its text (which must parse
+/// back) and its PTX for sm_90.
+fn snap_gpu(name: &str, g: Graph) {
+    let p = kiln_passes::gpu::map_program(&lower(&optimized(g), &LowerOptions::gpu())).unwrap();
+    let ks: Vec<&Kernel> = p.kernels().collect();
+    assert_eq!(ks.len(), 1, "{name}: expected one fused GPU kernel");
+    let text = ks[0].to_string();
+    let back = Kernel::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+    assert_eq!(
+        &back, ks[0],
+        "{name}: the GPU kernel's text does not round-trip"
+    );
+    insta::assert_snapshot!(format!("{name}_gpu_kernel_ir"), text);
+    let ptx = ptx::ptx(&ks, &ptx::arch("sm_90").unwrap()).unwrap();
+    insta::assert_snapshot!(format!("{name}_ptx_sm90"), ptx);
+}
+
 fn snap(name: &str, g: Graph) {
+    snap_gpu(name, g.clone());
     let ks = kernels(g);
     assert_eq!(ks.len(), 1, "{name}: expected one fused kernel");
     let k = &ks[0];
@@ -121,4 +144,30 @@ fn attention() {
     };
     let y = b.op(a, &[q, k, v]);
     snap("attention", b.finish(&[y]));
+}
+
+#[test]
+fn fused_elementwise() {
+    let mut b = B::new(5);
+    let x = b.input(&[3, 50]);
+    let y = b.input(&[50]);
+    let s = b.op(
+        Binary {
+            kind: BinaryKind::Mul,
+        },
+        &[x, y],
+    );
+    let t = b.op(
+        Unary {
+            kind: UnaryKind::Tanh,
+        },
+        &[s],
+    );
+    let u = b.op(
+        Binary {
+            kind: BinaryKind::Add,
+        },
+        &[t, x],
+    );
+    snap("fused_elementwise", b.finish(&[u]));
 }

@@ -9,9 +9,13 @@ mod clif;
 mod cpu_clif;
 #[cfg(feature = "cpu-llvm")]
 mod cpu_llvm;
+#[cfg(feature = "cpu-llvm")]
+mod gpu_sim;
 mod interp;
 #[cfg(feature = "cpu-llvm")]
 pub mod llvm;
+#[cfg(feature = "cpu-llvm")]
+pub mod ptx;
 pub mod runtime;
 mod target;
 
@@ -19,5 +23,7 @@ mod target;
 pub use cpu_clif::{ClifBackend, CpuTile};
 #[cfg(feature = "cpu-llvm")]
 pub use cpu_llvm::{host_lower_options, LlvmBackend};
+#[cfg(feature = "cpu-llvm")]
+pub use gpu_sim::GpuSimBackend;
 pub use interp::InterpBackend;
-pub use target::{Backend, Executable, Target, TargetError};
+pub use target::{Backend, Executable, Target, TargetError, GPU_ARCHS};

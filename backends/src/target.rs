@@ -14,7 +14,12 @@ pub enum Target {
     Cpu,
     /// Compiled CPU code through LLVM (JIT in memory, or AOT objects).
     CpuLlvm,
+    /// GPU kernels for an architecture (`ptx::ARCHS`), run on the CPU.
+    GpuSim(&'static str),
 }
+
+/// The GPU architectures kiln compiles for.
+pub const GPU_ARCHS: [&str; 5] = ["sm_80", "sm_86", "sm_89", "sm_90", "sm_90a"];
 
 /// Targets kiln knows of, by name, with whether this build has them.
 const KNOWN: &[(&str, Option<Target>)] = &[
@@ -27,6 +32,9 @@ const KNOWN: &[(&str, Option<Target>)] = &[
     ("cpu-llvm", Some(Target::CpuLlvm)),
     #[cfg(not(feature = "cpu-llvm"))]
     ("cpu-llvm", None),
+    #[cfg(feature = "cpu-llvm")]
+    ("gpu-sim", Some(Target::GpuSim("sm_90"))),
+    #[cfg(not(feature = "cpu-llvm"))]
     ("gpu-sim", None),
     ("cuda", None),
 ];
@@ -69,6 +77,22 @@ impl Target {
         }
     }
 
+    /// The target for GPU architecture `arch` (only GPU targets take one).
+    pub fn with_gpu(self, arch: &str) -> Result<Target, TargetError> {
+        let Some(a) = GPU_ARCHS.iter().find(|a| **a == arch) else {
+            return Err(TargetError::Backend(format!(
+                "unknown GPU architecture '{arch}'; kiln targets {}",
+                GPU_ARCHS.join(", ")
+            )));
+        };
+        match self {
+            Target::GpuSim(_) => Ok(Target::GpuSim(a)),
+            t => Err(TargetError::Backend(format!(
+                "--gpu {arch} given, but target '{t}' is not a GPU target"
+            ))),
+        }
+    }
+
     /// The target's backend; compiled code runs on `threads` threads (0: one
     /// per core). Fails on a bad `KILN_CPU_TILE` for `cpu`.
     pub fn backend(self, threads: usize) -> Result<Box<dyn Backend>, TargetError> {
@@ -86,6 +110,10 @@ impl Target {
                 let _ = threads;
                 Box::new(crate::InterpBackend)
             }
+            #[cfg(feature = "cpu-llvm")]
+            Target::GpuSim(arch) => Box::new(crate::GpuSimBackend { threads, arch }),
+            #[cfg(not(feature = "cpu-llvm"))]
+            Target::GpuSim(_) => Box::new(crate::InterpBackend),
             #[cfg(feature = "cpu")]
             Target::Cpu => Box::new(crate::ClifBackend {
                 threads,
@@ -111,6 +139,7 @@ impl fmt::Display for Target {
             Target::Interp => "interp",
             Target::Cpu => "cpu",
             Target::CpuLlvm => "cpu-llvm",
+            Target::GpuSim(_) => "gpu-sim",
         })
     }
 }

@@ -6,6 +6,7 @@
 pub mod cost;
 mod dce;
 pub mod egraph;
+pub mod gpu;
 pub mod lower;
 
 pub use cost::{graph_cost, GraphCost};

@@ -7,7 +7,7 @@
 
 use super::gemm;
 use super::math;
-use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Role, Stmt, UnOp};
+use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Role, Stmt, UnOp, GPU_VARS};
 use kiln_ir::DType;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
@@ -16,6 +16,8 @@ use std::fmt::Write;
 #[derive(Default)]
 pub(crate) struct Module {
     pub text: String,
+    /// Module-level variables (GPU shared memory).
+    pub globals: Vec<String>,
     decls: BTreeSet<String>,
     meta: Vec<String>,
 }
@@ -48,6 +50,10 @@ impl Module {
             self.declare(d);
         }
         let mut s = String::new();
+        for g in &self.globals {
+            s.push_str(g);
+            s.push('\n');
+        }
         s.push_str(&self.text);
         s.push_str(math::HELPERS);
         s.push('\n');
@@ -177,6 +183,69 @@ pub(crate) fn kernel(m: &mut Module, k: &Kernel, aliased: &[BufId]) -> Result<()
     );
     m.text.push_str(&body);
     m.text.push_str(&entry);
+    Ok(())
+}
+
+/// A GPU kernel (one with a launch) as an NVPTX kernel function:
+/// `void @name(ptr addrspace(1) %g0, ..)` with one global pointer per
+/// non-shared buffer in order, shared buffers as module-level
+/// `addrspace(3)` arrays, scratch as the thread's local memory (`alloca`),
+/// the reserved index variables read from the PTX
+/// special registers, barriers as `bar.sync 0`. The body is emitted exactly
+/// as for the CPU, on generic pointers (NVPTX infers the address spaces).
+pub(crate) fn gpu_kernel(m: &mut Module, k: &Kernel) -> Result<(), String> {
+    let Some(launch) = k.schedule.launch else {
+        return Err(format!("kernel '{}' has no GPU launch", k.name));
+    };
+    let mut f = Func::new(m, k);
+    let mut params = Vec::new();
+    for (i, b) in k.bufs.iter().enumerate() {
+        let p = match b.role {
+            Role::Shared => {
+                let g = format!("@{}.shared{i}", k.name);
+                f.m.globals.push(format!(
+                    "{g} = internal addrspace(3) global [{} x {}] undef, align 16",
+                    b.numel().max(1),
+                    mem_ty(b.dtype)
+                ));
+                f.ins("b", &format!("addrspacecast ptr addrspace(3) {g} to ptr"))
+            }
+            // A thread's own scratch: local memory.
+            Role::Scratch => f.alloca(mem_ty(b.dtype), b.numel().max(1), 16),
+            Role::In | Role::Out => {
+                let ro = if b.role == Role::In { " readonly" } else { "" };
+                params.push(format!("ptr addrspace(1) noalias{ro} %g{i}"));
+                f.ins("b", &format!("addrspacecast ptr addrspace(1) %g{i} to ptr"))
+            }
+        };
+        f.bufs.push((p, b.dtype));
+    }
+    for (name, dim, axis) in GPU_VARS {
+        let sreg = if dim == 0 { "ctaid" } else { "tid" };
+        let xyz = ["x", "y", "z"][axis];
+        let dims = if dim == 0 { launch.grid } else { launch.block };
+        let v = if dims[axis] == 1 {
+            "0".to_string()
+        } else {
+            let intr = format!("@llvm.nvvm.read.ptx.sreg.{sreg}.{xyz}");
+            f.m.declare(&format!("declare i32 {intr}()"));
+            let r = f.ins("id", &format!("call i32 {intr}()"));
+            f.ins("id", &format!("zext i32 {r} to i64"))
+        };
+        f.vars.insert(name.to_string(), v);
+    }
+    for s in &k.body {
+        f.stmt(s, None)?;
+    }
+    f.code.push_str("  ret void\n");
+    let text = format!(
+        "define ptx_kernel void @{n}({p}) #0 {{\nentry:\n{a}{c}}}\n\n",
+        n = k.name,
+        p = params.join(", "),
+        a = f.allocas,
+        c = f.code
+    );
+    m.text.push_str(&text);
     Ok(())
 }
 
@@ -364,6 +433,11 @@ impl<'m, 'k> Func<'m, 'k> {
                 }
                 self.line(&format!("br label %{join}"));
                 self.start(&join);
+            }
+            Stmt::Barrier if self.k.schedule.launch.is_some() => {
+                let b = "@llvm.nvvm.barrier.cta.sync.aligned.all";
+                self.m.declare(&format!("declare void {b}(i32)"));
+                self.line(&format!("call void {b}(i32 0)"));
             }
             Stmt::Barrier => {
                 return Err(format!(

@@ -2,7 +2,7 @@
 //! LLVM module (textual IR from [`emit`]), optimized at O3 for the host CPU
 //! and compiled in memory (JIT) or to an object file (AOT).
 
-mod emit;
+pub(crate) mod emit;
 mod gemm;
 mod math;
 
@@ -75,6 +75,7 @@ impl CpuSpec {
 }
 
 fn init() -> Result<(), String> {
+    LlvmTarget::initialize_nvptx(&InitializationConfig::default());
     LlvmTarget::initialize_native(&InitializationConfig::default())
 }
 

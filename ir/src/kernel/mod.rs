@@ -147,6 +147,40 @@ pub enum Stmt {
     Barrier,
 }
 
+impl Stmt {
+    /// `self` with every expression (extents, conditions, values, indices;
+    /// not inside matrix products) passed through `f`.
+    pub fn map_exprs(&self, f: &dyn Fn(&Expr) -> Expr) -> Stmt {
+        let block = |b: &[Stmt]| b.iter().map(|s| s.map_exprs(f)).collect();
+        match self {
+            Stmt::For { var, extent, body } => Stmt::For {
+                var: var.clone(),
+                extent: f(extent),
+                body: block(body),
+            },
+            Stmt::If { cond, body } => Stmt::If {
+                cond: f(cond),
+                body: block(body),
+            },
+            Stmt::Let { name, dtype, init } => Stmt::Let {
+                name: name.clone(),
+                dtype: *dtype,
+                init: f(init),
+            },
+            Stmt::Set { name, value } => Stmt::Set {
+                name: name.clone(),
+                value: f(value),
+            },
+            Stmt::Store { buf, index, value } => Stmt::Store {
+                buf: *buf,
+                index: index.iter().map(f).collect(),
+                value: f(value),
+            },
+            Stmt::Gemm(_) | Stmt::Barrier => self.clone(),
+        }
+    }
+}
+
 /// Register and cache blocking of a matrix product (BLIS style): an `mr x nr`
 /// micro-tile in registers, A packed in `mc x kc` blocks, B in `kc x nc` panels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

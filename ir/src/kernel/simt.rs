@@ -3,8 +3,8 @@
 //! into pieces, and each piece runs as a loop over the block's threads, so
 //! every thread finishes a piece before any starts the next, which is what a
 //! barrier promises. Shared buffers become per-task scratch (a task runs one
-//! block at a time); a local that lives across a barrier becomes a scratch
-//! array with one element per thread. Loops that contain a barrier have the
+//! block at a time); a GPU thread's own scratch and a local that lives across
+//! a barrier become scratch with one slice per thread of the block. Loops that contain a barrier have the
 //! same extent in every thread (the verifier's rule) and wrap their pieces.
 //! The reference evaluator and the `gpu-sim` target run GPU kernels this way.
 
@@ -61,15 +61,22 @@ pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
     let mut bufs: Vec<Buf> = k
         .bufs
         .iter()
-        .map(|b| Buf {
-            role: if b.role == Role::Shared {
-                Role::Scratch
-            } else {
-                b.role
+        .map(|b| match b.role {
+            Role::Shared => Buf {
+                role: Role::Scratch,
+                ..b.clone()
             },
-            ..b.clone()
+            Role::Scratch => Buf {
+                shape: [launch.threads()]
+                    .into_iter()
+                    .chain(b.shape.clone())
+                    .collect(),
+                ..b.clone()
+            },
+            _ => b.clone(),
         })
         .collect();
+    let per_thread: Vec<BufId> = k.bufs_with(Role::Scratch);
     let mut promoted = HashMap::new();
     for (name, dtype, at) in declared {
         let crosses = used
@@ -95,6 +102,7 @@ pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
     let mut cx = Emit {
         launch,
         promoted,
+        per_thread,
         pieces: 0,
     };
     cx.emit(&pieces, &mut body);
@@ -222,6 +230,8 @@ fn ids(launch: &Launch, thread: &str) -> HashMap<&'static str, Expr> {
 struct Emit {
     launch: Launch,
     promoted: HashMap<String, (BufId, DType)>,
+    /// GPU per-thread scratch buffers (indexed by the thread first).
+    per_thread: Vec<BufId>,
     pieces: usize,
 }
 
@@ -235,6 +245,7 @@ impl Emit {
                     let sub = Subst {
                         ids: ids(&self.launch, &var),
                         promoted: &self.promoted,
+                        per_thread: &self.per_thread,
                         thread: &var,
                     };
                     out.push(Stmt::For {
@@ -250,6 +261,7 @@ impl Emit {
                     let sub = Subst {
                         ids: ids(&self.launch, THREAD_VAR),
                         promoted: &self.promoted,
+                        per_thread: &self.per_thread,
                         thread: THREAD_VAR,
                     };
                     out.push(Stmt::For {
@@ -268,6 +280,7 @@ impl Emit {
 struct Subst<'a> {
     ids: HashMap<&'static str, Expr>,
     promoted: &'a HashMap<String, (BufId, DType)>,
+    per_thread: &'a [BufId],
     thread: &'a str,
 }
 
@@ -315,16 +328,30 @@ impl Subst<'_> {
             },
             Stmt::Store { buf, index, value } => Stmt::Store {
                 buf: *buf,
-                index: index.iter().map(e).collect(),
+                index: self.index(*buf, index),
                 value: e(value),
             },
             Stmt::Gemm(_) | Stmt::Barrier => s.clone(),
         }
     }
 
+    /// An index of `buf`, with the thread first for per-thread scratch.
+    fn index(&self, buf: BufId, index: &[Expr]) -> Vec<Expr> {
+        let own = self
+            .per_thread
+            .contains(&buf)
+            .then(|| Expr::var(self.thread));
+        own.into_iter()
+            .chain(index.iter().map(|x| self.expr(x)))
+            .collect()
+    }
+
     fn expr(&self, x: &Expr) -> Expr {
         x.rewrite(&|e| match e {
             Expr::Var(v) => self.ids.get(v.as_str()).cloned(),
+            Expr::Load(b, ix) if self.per_thread.contains(b) => {
+                Some(Expr::load(*b, self.index(*b, ix)))
+            }
             Expr::Local(l) => self
                 .promoted
                 .get(l)

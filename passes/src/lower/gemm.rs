@@ -298,7 +298,7 @@ fn pack(
     batch: &[&str],
     name: &str,
 ) -> Operand {
-    if batch.iter().any(|b| e.uses_var(b)) {
+    if !cx.opts.pack_constants || batch.iter().any(|b| e.uses_var(b)) {
         return Operand::Expr(e);
     }
     let mut data: Vec<Option<Vec<f32>>> = Vec::new();

@@ -34,6 +34,9 @@ pub struct LowerOptions {
     /// `GemmSchedule::a_lanes`).
     pub a_lanes: usize,
     pub threads: usize,
+    /// Pack constant matrix-product operands into panels at compile time
+    /// (CPU); GPU kernels read them as they are.
+    pub pack_constants: bool,
 }
 
 impl LowerOptions {
@@ -49,6 +52,7 @@ impl LowerOptions {
             nc: 2048,
             a_lanes: 1,
             threads: threads.max(1),
+            pack_constants: true,
         }
     }
 
@@ -63,6 +67,16 @@ impl LowerOptions {
             nc: 2048,
             a_lanes: 1,
             threads: threads.max(1),
+            pack_constants: true,
+        }
+    }
+
+    /// For GPU mapping (`gpu::map_program`): operands stay expressions, the
+    /// CPU blocking is only a placeholder the mapping replaces.
+    pub fn gpu() -> Self {
+        LowerOptions {
+            pack_constants: false,
+            ..LowerOptions::avx2(1)
         }
     }
 

@@ -1,0 +1,265 @@
+//! A matrix product as a SIMT GPU kernel: each block computes a `BM x BN`
+//! tile of the output with `THREADS` threads, each thread a `TM x TN`
+//! register tile. A and B are staged through shared memory `BK` steps of K
+//! at a time (A stored K-major so a thread's `TM` values sit together);
+//! consecutive threads load consecutive K of A and consecutive N of B, so
+//! row-major operands are read coalesced. Loads past the edges read a
+//! clamped element and select zero, so no thread reads out of bounds and the
+//! inner loop has no branches. The epilogue applies the product's value and
+//! mask per element where it lies inside the output.
+
+use kiln_ir::kernel::{
+    BinOp, Buf, BufId, Expr, Gemm, Kernel, Launch, Operand, Role, Schedule, Stmt,
+};
+use kiln_ir::DType;
+
+/// Output rows per block.
+pub const BM: usize = 64;
+/// Output columns per block.
+pub const BN: usize = 64;
+/// K steps per shared-memory stage.
+pub const BK: usize = 16;
+/// Output rows per thread.
+pub const TM: usize = 4;
+/// Output columns per thread.
+pub const TN: usize = 4;
+/// Threads per block.
+pub const THREADS: usize = (BM / TM) * (BN / TN);
+
+fn int(v: usize) -> Expr {
+    Expr::Int(v as i64)
+}
+
+fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+    Expr::bin(op, a, b)
+}
+
+/// Replaces loop variables by expressions.
+fn bind(e: &Expr, vars: &[(&str, Expr)]) -> Expr {
+    e.rewrite(&|x| match x {
+        Expr::Var(v) => vars.iter().find(|(n, _)| n == v).map(|(_, e)| e.clone()),
+        _ => None,
+    })
+}
+
+/// The GPU kernel for kernel `k`, whose body is the matrix product `g`.
+pub fn simt(k: &Kernel, g: &Gemm) -> Result<Kernel, String> {
+    let operand = |op: &Operand| match op {
+        Operand::Expr(e) => Ok(e.clone()),
+        Operand::Packed(_) => Err(format!(
+            "kernel '{}': GPU mapping needs unpacked operands (LowerOptions::gpu)",
+            k.name
+        )),
+    };
+    let (a, b) = (operand(&g.a)?, operand(&g.b)?);
+    let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
+    let mut bufs = k.bufs.clone();
+    let mut shared = |name: &str, shape: Vec<usize>| {
+        let id = BufId(bufs.len() as u32);
+        bufs.push(Buf {
+            name: name.into(),
+            dtype: DType::F32,
+            shape,
+            role: Role::Shared,
+        });
+        id
+    };
+    let a_s = shared("a_tile", vec![BK, BM]);
+    let b_s = shared("b_tile", vec![BK, BN]);
+
+    let t = Expr::var("threadIdx.x");
+    let tx = bin(BinOp::Rem, t.clone(), int(BN / TN));
+    let ty = bin(BinOp::Div, t.clone(), int(BN / TN));
+    let m0 = Expr::times(Expr::var("blockIdx.y"), int(BM));
+    let n0 = Expr::times(Expr::var("blockIdx.x"), int(BN));
+    // Batch indices from blockIdx.z, the last batch dim fastest.
+    let mut batch: Vec<(&str, Expr)> = Vec::new();
+    let mut stride = 1;
+    for (v, n) in g.batch.iter().rev() {
+        let mut e = Expr::var("blockIdx.z");
+        if stride > 1 {
+            e = bin(BinOp::Div, e, int(stride));
+        }
+        e = bin(BinOp::Rem, e, int(*n));
+        batch.push((v.as_str(), e));
+        stride *= n;
+    }
+    let batches = stride;
+
+    let c = |i: usize, j: usize| format!("mm_c{i}_{j}");
+    let mut body = Vec::new();
+    for i in 0..TM {
+        for j in 0..TN {
+            body.push(Stmt::Let {
+                name: c(i, j),
+                dtype: DType::F32,
+                init: Expr::lit(DType::F32, 0.0),
+            });
+        }
+    }
+    let kt = Expr::var("mm_kt");
+    let k0 = Expr::times(kt.clone(), int(BK));
+    let lt = |a: Expr, n: usize| bin(BinOp::Lt, a, int(n));
+    let clamp = |a: Expr, n: usize| bin(BinOp::Min, a, int(n.max(1) - 1));
+    let zero = Expr::lit(DType::F32, 0.0);
+    let loads_per_thread = BM * BK / THREADS;
+    // A tile: element e = t + THREADS * r is row e / BK, K step e % BK.
+    let e = Expr::plus(t.clone(), Expr::times(Expr::var("mm_ra"), int(THREADS)));
+    let (row, kk) = (
+        bin(BinOp::Div, e.clone(), int(BK)),
+        bin(BinOp::Rem, e, int(BK)),
+    );
+    let (mg, kg) = (
+        Expr::plus(m0.clone(), row.clone()),
+        Expr::plus(k0.clone(), kk.clone()),
+    );
+    let mut vars = batch.clone();
+    vars.push((g.m.0.as_str(), clamp(mg.clone(), m_ext)));
+    vars.push((g.k.0.as_str(), clamp(kg.clone(), k_ext)));
+    let a_val = Expr::select(
+        bin(BinOp::And, lt(mg, m_ext), lt(kg, k_ext)),
+        bind(&a, &vars),
+        zero.clone(),
+    );
+    let load_a = Stmt::For {
+        var: "mm_ra".into(),
+        extent: int(loads_per_thread),
+        body: vec![Stmt::Store {
+            buf: a_s,
+            index: vec![kk, row],
+            value: a_val,
+        }],
+    };
+    // B tile: element e is K step e / BN, column e % BN.
+    let e = Expr::plus(t.clone(), Expr::times(Expr::var("mm_rb"), int(THREADS)));
+    let (kk, col) = (
+        bin(BinOp::Div, e.clone(), int(BN)),
+        bin(BinOp::Rem, e, int(BN)),
+    );
+    let (kg, ng) = (
+        Expr::plus(k0, kk.clone()),
+        Expr::plus(n0.clone(), col.clone()),
+    );
+    let mut vars = batch.clone();
+    vars.push((g.k.0.as_str(), clamp(kg.clone(), k_ext)));
+    vars.push((g.n.0.as_str(), clamp(ng.clone(), n_ext)));
+    let b_val = Expr::select(
+        bin(BinOp::And, lt(kg, k_ext), lt(ng, n_ext)),
+        bind(&b, &vars),
+        zero,
+    );
+    let load_b = Stmt::For {
+        var: "mm_rb".into(),
+        extent: int(BK * BN / THREADS),
+        body: vec![Stmt::Store {
+            buf: b_s,
+            index: vec![kk, col],
+            value: b_val,
+        }],
+    };
+    // The register tile over one stage.
+    let kk = Expr::var("mm_kk");
+    let mut step = Vec::new();
+    for i in 0..TM {
+        step.push(Stmt::Let {
+            name: format!("mm_a{i}"),
+            dtype: DType::F32,
+            init: Expr::load(
+                a_s,
+                vec![
+                    kk.clone(),
+                    Expr::plus(Expr::times(ty.clone(), int(TM)), int(i)),
+                ],
+            ),
+        });
+    }
+    for j in 0..TN {
+        step.push(Stmt::Let {
+            name: format!("mm_b{j}"),
+            dtype: DType::F32,
+            init: Expr::load(
+                b_s,
+                vec![
+                    kk.clone(),
+                    Expr::plus(Expr::times(tx.clone(), int(TN)), int(j)),
+                ],
+            ),
+        });
+    }
+    for i in 0..TM {
+        for j in 0..TN {
+            step.push(Stmt::Set {
+                name: c(i, j),
+                value: Expr::plus(
+                    Expr::local(&c(i, j)),
+                    Expr::times(
+                        Expr::local(&format!("mm_a{i}")),
+                        Expr::local(&format!("mm_b{j}")),
+                    ),
+                ),
+            });
+        }
+    }
+    body.push(Stmt::For {
+        var: "mm_kt".into(),
+        extent: int(k_ext.div_ceil(BK)),
+        body: vec![
+            load_a,
+            load_b,
+            Stmt::Barrier,
+            Stmt::For {
+                var: "mm_kk".into(),
+                extent: int(BK),
+                body: step,
+            },
+            Stmt::Barrier,
+        ],
+    });
+    // Epilogue.
+    for i in 0..TM {
+        for j in 0..TN {
+            let m = Expr::plus(
+                m0.clone(),
+                Expr::plus(Expr::times(ty.clone(), int(TM)), int(i)),
+            );
+            let n = Expr::plus(
+                n0.clone(),
+                Expr::plus(Expr::times(tx.clone(), int(TN)), int(j)),
+            );
+            let mut vars = batch.clone();
+            vars.push((g.m.0.as_str(), m.clone()));
+            vars.push((g.n.0.as_str(), n.clone()));
+            let mut cond = bin(BinOp::And, lt(m, m_ext), lt(n, n_ext));
+            if let Some(mask) = &g.mask {
+                cond = bin(BinOp::And, cond, bind(mask, &vars));
+            }
+            body.push(Stmt::If {
+                cond,
+                body: vec![
+                    Stmt::Let {
+                        name: g.acc.clone(),
+                        dtype: DType::F32,
+                        init: Expr::local(&c(i, j)),
+                    },
+                    Stmt::Store {
+                        buf: g.out,
+                        index: g.index.iter().map(|e| bind(e, &vars)).collect(),
+                        value: bind(&g.value, &vars),
+                    },
+                ],
+            });
+        }
+    }
+    Ok(Kernel {
+        name: k.name.clone(),
+        bufs,
+        body,
+        schedule: Schedule {
+            launch: Some(Launch {
+                grid: [n_ext.div_ceil(BN), m_ext.div_ceil(BM), batches],
+                block: [THREADS, 1, 1],
+            }),
+            ..Schedule::default()
+        },
+    })
+}

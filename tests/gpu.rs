@@ -1,0 +1,242 @@
+//! The GPU backend without a GPU: the example models mapped to GPU kernels
+//! run on the CPU (`gpu-sim`) and match the interpreter; their PTX, for
+//! sm_80 and sm_90 (and hand-written kernels for every architecture), is
+//! assembled by ptxas (from the project venv's `nvidia-cuda-nvcc`, which
+//! scripts/setup installs), whose `-v` report must show no spills.
+
+#[path = "../passes/tests/common/mod.rs"]
+mod common;
+
+use common::max_rel;
+use kiln::{Bindings, Model};
+use kiln_backends::{ptx, GpuSimBackend};
+use kiln_ir::kernel::Kernel;
+use kiln_ir::{interp, Tensor};
+use kiln_passes::lower::Step;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// ptxas: `KILN_PTXAS`, else the one scripts/setup put in `.venv`.
+fn ptxas() -> PathBuf {
+    if let Some(p) = std::env::var_os("KILN_PTXAS") {
+        return p.into();
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|py| {
+        py.flatten().find_map(|d| {
+            let nv = d.path().join("site-packages/nvidia");
+            std::fs::read_dir(nv).ok()?.flatten().find_map(|c| {
+                let p = c.path().join("bin/ptxas");
+                p.is_file().then_some(p)
+            })
+        })
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no ptxas under {}: run scripts/setup (installs nvidia-cuda-nvcc into .venv) \
+             or set KILN_PTXAS",
+            lib.display()
+        )
+    })
+}
+
+/// What ptxas reported for one kernel.
+#[derive(Debug, Default)]
+struct Report {
+    registers: usize,
+    spill_bytes: usize,
+}
+
+/// Assembles `ptx` for `arch`; panics with ptxas's message if it refuses.
+/// Returns the `-v` report per kernel.
+fn assemble(name: &str, ptx: &str, arch: &str) -> Vec<(String, Report)> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ptx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.{arch}.ptx"));
+    std::fs::write(&src, ptx).unwrap();
+    let out = Command::new(ptxas())
+        .arg(format!("-arch={arch}"))
+        .arg("-v")
+        .arg(&src)
+        .arg("-o")
+        .arg(dir.join(format!("{name}.{arch}.cubin")))
+        .output()
+        .expect("ptxas runs");
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ptxas -arch={arch} refused {name}:\n{log}\n{ptx}"
+    );
+    let mut reports: Vec<(String, Report)> = Vec::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            let k = rest.split('\'').next().unwrap_or_default().to_string();
+            reports.push((k, Report::default()));
+        } else if let Some((_, r)) = reports.last_mut() {
+            let num = |key: &str| -> usize {
+                line.split(key)
+                    .next()
+                    .and_then(|a| a.split_whitespace().last())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            if line.contains("spill stores") {
+                r.spill_bytes += num(" bytes spill stores") + num(" bytes spill loads");
+            }
+            if line.contains("Used ") {
+                r.registers = line
+                    .split("Used ")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    reports
+}
+
+/// A block-wide tree sum in shared memory (barriers between the steps) and
+/// a tiled reversal (barriers inside a loop).
+fn hand_written() -> Vec<Kernel> {
+    let mut sum = String::from(
+        "kernel \"block_sum\"(%x: in f32[300], %y: out f32[3], %s: shared f32[128]) {\n\
+         let $v: f32 = f32:0.0\n\
+         if (lt threadIdx.x 100) {\n\
+           $v = %x[(add (mul blockIdx.x 100) threadIdx.x)]\n\
+         }\n\
+         %s[threadIdx.x] = $v\n\
+         barrier\n",
+    );
+    for half in [64, 32, 16, 8, 4, 2, 1] {
+        sum += &format!(
+            "if (lt threadIdx.x {half}) {{\n\
+               %s[threadIdx.x] = (add %s[threadIdx.x] %s[(add threadIdx.x {half})])\n\
+             }}\n\
+             barrier\n"
+        );
+    }
+    sum += "if (eq threadIdx.x 0) {\n  %y[blockIdx.x] = %s[0]\n}\n\
+            }\nschedule {\n  launch grid 3 1 1 block 128 1 1\n}\n";
+    let rev = "kernel \"tile_reverse\"(%x: in f32[96], %o: out f32[96], %s: shared f32[32]) {\n\
+         for t in 0..3 {\n\
+           %s[threadIdx.x] = (tanh %x[(add (mul t 32) threadIdx.x)])\n\
+           barrier\n\
+           %o[(add (mul t 32) threadIdx.x)] = %s[(sub 31 threadIdx.x)]\n\
+           barrier\n\
+         }\n\
+         }\nschedule {\n  launch grid 1 1 1 block 32 1 1\n}\n";
+    [sum.as_str(), rev]
+        .iter()
+        .map(|t| Kernel::parse(t).unwrap_or_else(|e| panic!("{e}\n{t}")))
+        .collect()
+}
+
+#[test]
+fn hand_written_kernels_assemble_for_every_arch_without_spills() {
+    let ks = hand_written();
+    let refs: Vec<&Kernel> = ks.iter().collect();
+    for arch in ptx::ARCHS {
+        let spec = ptx::arch(arch).unwrap();
+        let text = ptx::ptx(&refs, &spec).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        assert!(text.contains(&format!(".target {arch}")), "{text}");
+        assert!(text.contains("bar.sync"), "{arch}: no barrier in\n{text}");
+        assert!(
+            text.contains(".shared"),
+            "{arch}: no shared memory in\n{text}"
+        );
+        let reports = assemble("hand_written", &text, arch);
+        let names: Vec<&str> = reports.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(names.len(), 2, "{arch}: ptxas reported {names:?}");
+        for (k, r) in &reports {
+            assert_eq!(r.spill_bytes, 0, "{arch}: {k} spills: {r:?}");
+            assert!(r.registers > 0, "{arch}: {k}: no register count: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn unknown_arch_is_refused_by_name() {
+    let e = ptx::arch("sm_75").unwrap_err();
+    assert!(e.contains("sm_75") && e.contains("sm_90a"), "{e}");
+}
+
+/// An example model (batch bound), optimized for the CPU cost model.
+fn load(name: &str, batch: usize) -> (Model, kiln_ir::Graph) {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(format!("{name}.onnx"));
+    let mut b = Bindings::default();
+    b.dims.insert("batch".into(), batch);
+    let mut m = Model::load(&p, &b).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let before = m.graph.clone();
+    m.optimize(&kiln_ir::Target::cpu_default()).unwrap();
+    (m, before)
+}
+
+const MODELS: [(&str, usize); 5] = [
+    ("small_cnn", 3),
+    ("mlp", 2),
+    ("gpt2_block", 1),
+    ("resnet_block", 1),
+    ("gpt2_4layers", 1),
+];
+
+#[test]
+fn models_on_gpu_sim_match_the_interpreter() {
+    for (name, batch) in MODELS {
+        let (m, before) = load(name, batch);
+        let ins = m.random_inputs(7);
+        let want = interp::run(&before, &ins).unwrap();
+        let exe = GpuSimBackend {
+            threads: 2,
+            arch: "sm_90",
+        }
+        .executor(&m.graph)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for s in &exe.program().steps {
+            if let Step::Host {
+                name: n, reason, ..
+            } = s
+            {
+                panic!("{name}: {n} ran on the host: {reason}");
+            }
+        }
+        let ordered: Vec<&Tensor> = m
+            .graph
+            .inputs
+            .iter()
+            .map(|v| &ins[&m.graph.value(*v).name])
+            .collect();
+        let got = exe.run(&ordered).unwrap();
+        for (w, o) in want.iter().zip(&got) {
+            let e = max_rel(w, o);
+            assert!(e <= 1e-4, "{name} on gpu-sim: error {e}");
+        }
+    }
+}
+
+#[test]
+fn models_compile_to_ptx_that_ptxas_accepts() {
+    for (name, batch) in MODELS {
+        let (m, _) = load(name, batch);
+        let p = GpuSimBackend {
+            threads: 1,
+            arch: "sm_90",
+        }
+        .gpu_program(&m.graph)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let kernels: Vec<&Kernel> = p.kernels().collect();
+        assert!(!kernels.is_empty());
+        for arch in ["sm_80", "sm_90"] {
+            let text = ptx::ptx(&kernels, &ptx::arch(arch).unwrap())
+                .unwrap_or_else(|e| panic!("{name} {arch}: {e}"));
+            let reports = assemble(name, &text, arch);
+            assert_eq!(reports.len(), kernels.len(), "{name} {arch}: {reports:?}");
+            for (k, r) in &reports {
+                assert_eq!(r.spill_bytes, 0, "{name} {arch}: {k} spills: {r:?}");
+            }
+        }
+    }
+}
