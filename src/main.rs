@@ -44,7 +44,8 @@ kiln compile models/gpt2_block.onnx --emit kernel-ir,llvm,asm -o build/gpt2"
     Compile {
         #[command(flatten)]
         model: ModelArgs,
-        /// x86_64 (portable, AVX2+FMA) or cpu-llvm (this CPU).
+        /// x86_64 (portable, AVX2+FMA), cpu-llvm (this CPU), or a GPU:
+        /// sm_80, sm_86, sm_89, sm_90, sm_90a (PTX and a launch plan).
         #[arg(long, default_value = "cpu-llvm")]
         target: String,
         /// Comma-separated forms: kernel-ir, llvm, asm, obj.
@@ -67,10 +68,14 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp\n  kiln run mode
         model: ModelArgs,
         /// Where to run: interp (the reference interpreter), cpu (kernels
         /// compiled by Cranelift; matrix products on a native AVX2 tile where
-        /// the host has one, unless KILN_CPU_TILE=cranelift) or cpu-llvm
-        /// (compiled by LLVM for this CPU).
+        /// the host has one, unless KILN_CPU_TILE=cranelift), cpu-llvm
+        /// (compiled by LLVM for this CPU) or gpu-sim (the GPU kernels for
+        /// --gpu, run on the CPU).
         #[arg(long, default_value = "interp")]
         target: String,
+        /// GPU architecture for GPU targets: sm_80, sm_86, sm_89, sm_90, sm_90a.
+        #[arg(long)]
+        gpu: Option<String>,
         /// Threads for compiled targets (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -93,9 +98,12 @@ Example:\n  kiln bench models/gpt2_block.onnx --target cpu-llvm --threads 2 --it
     Bench {
         #[command(flatten)]
         model: ModelArgs,
-        /// Where to run: interp, cpu or cpu-llvm.
+        /// Where to run: interp, cpu, cpu-llvm or gpu-sim.
         #[arg(long, default_value = "cpu-llvm")]
         target: String,
+        /// GPU architecture for GPU targets: sm_80, sm_86, sm_89, sm_90, sm_90a.
+        #[arg(long)]
+        gpu: Option<String>,
         /// Threads for compiled targets (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -262,15 +270,23 @@ fn explain(opt: &kiln_passes::Optimized, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The target named by `--target`, for the `--gpu` architecture if given.
+fn target(name: &str, gpu: Option<&str>) -> Result<Target, Error> {
+    let t = Target::from_name(name)?;
+    Ok(match gpu {
+        Some(g) => t.with_gpu(g)?,
+        None => t,
+    })
+}
+
 fn run(
     m: &ModelArgs,
-    target: &str,
+    target: Target,
     threads: usize,
     inputs: &[String],
     seed: u64,
     out_dir: Option<&Path>,
 ) -> Result<(), Error> {
-    let target = Target::from_name(target)?;
     let mut b = bindings(m)?;
     let mut given = BTreeMap::new();
     for s in inputs {
@@ -388,22 +404,31 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Run {
             model,
-            target,
+            target: name,
+            gpu,
             threads,
             inputs,
             seed,
             out_dir,
-        } => run(&model, &target, threads, &inputs, seed, out_dir.as_deref()),
+        } => run(
+            &model,
+            target(&name, gpu.as_deref())?,
+            threads,
+            &inputs,
+            seed,
+            out_dir.as_deref(),
+        ),
         Cmd::Bench {
             model,
-            target,
+            target: name,
+            gpu,
             threads,
             iters,
             warmup,
             profile,
         } => {
             let (m, _) = load(&model, &bindings(&model)?)?;
-            let t = Target::from_name(&target)?;
+            let t = target(&name, gpu.as_deref())?;
             let exe = m.compile(t, threads)?;
             let feed = m.random_inputs(0);
             for _ in 0..warmup {
@@ -433,7 +458,7 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
                 "{}",
                 serde_json::json!({
                     "model": model.model.display().to_string(),
-                    "target": target,
+                    "target": t.to_string(),
                     "threads": threads,
                     "iters": ms.len(),
                     "median_ms": q(0.5),
@@ -450,12 +475,15 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
             emit,
             out,
         } => {
+            let gpu = kiln_backends::GPU_ARCHS.contains(&target.as_str());
             let spec = match target.as_str() {
-                "x86_64" => kiln_backends::llvm::CpuSpec::x86_64_v3(),
-                "cpu-llvm" => kiln_backends::llvm::CpuSpec::host().map_err(Error::Usage)?,
+                _ if gpu => None,
+                "x86_64" => Some(kiln_backends::llvm::CpuSpec::x86_64_v3()),
+                "cpu-llvm" => Some(kiln_backends::llvm::CpuSpec::host().map_err(Error::Usage)?),
                 t => {
                     return Err(Error::Usage(format!(
-                        "kiln compile: target '{t}' is not compiled ahead of time; targets: x86_64, cpu-llvm"
+                        "kiln compile: target '{t}' is not compiled ahead of time; targets: x86_64, cpu-llvm, {}",
+                        kiln_backends::GPU_ARCHS.join(", ")
                     )))
                 }
             };
@@ -465,7 +493,11 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
                 .model
                 .file_stem()
                 .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-            for f in kiln::compile::compile_to_dir(&m, &stem, &emit, &spec, &out)? {
+            let files = match spec {
+                Some(spec) => kiln::compile::compile_to_dir(&m, &stem, &emit, &spec, &out)?,
+                None => kiln::compile::compile_gpu_to_dir(&m, &stem, &emit, &target, &out)?,
+            };
+            for f in files {
                 println!("wrote {}", f.display());
             }
             Ok(())

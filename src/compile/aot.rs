@@ -38,16 +38,7 @@ pub fn build(p: &Program, name: &str, model: &Model, spec: &CpuSpec) -> Result<A
         }
     }
     // Constants into the weights file.
-    let mut weights = Vec::new();
-    let mut const_at = vec![None; p.slots.len()];
-    let used = p.used_slots();
-    for (i, s) in p.slots.iter().enumerate() {
-        if let (SlotKind::Const(t), true) = (&s.kind, used[i]) {
-            weights.resize(align64(weights.len()), 0);
-            const_at[i] = Some(weights.len());
-            weights.extend_from_slice(t.bytes());
-        }
-    }
+    let (weights, const_at) = super::weights(&p, 64);
     let arena = align64(p.plan.arena_bytes);
     let scratch = p
         .kernels()
