@@ -171,3 +171,17 @@ fn fused_elementwise() {
     );
     snap("fused_elementwise", b.finish(&[u]));
 }
+
+/// A bf16 matrix product: on the GPU, a tensor-core (`mma.sync`) kernel.
+#[test]
+fn bf16_matmul_mma() {
+    let mut b = B::new(6);
+    let x = b.input_of(DType::BF16, &[40, 72]);
+    let w = b.input_of(DType::BF16, &[72, 24]);
+    let mm = MatMul {
+        trans_a: false,
+        trans_b: false,
+    };
+    let y = b.op(mm, &[x, w]);
+    snap_gpu("bf16_matmul_mma", b.finish(&[y]));
+}

@@ -231,7 +231,7 @@ impl Func<'_, '_> {
                 self.b.ins().jump(join, &[]);
                 self.b.switch_to_block(join);
             }
-            Stmt::Barrier => {
+            Stmt::Barrier | Stmt::Mma(_) => {
                 return Err(format!(
                     "kernel '{}': a barrier in a CPU kernel",
                     self.k.name

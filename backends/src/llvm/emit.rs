@@ -7,7 +7,7 @@
 
 use super::gemm;
 use super::math;
-use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Role, Stmt, UnOp, GPU_VARS};
+use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Mma, Role, Stmt, UnOp, GPU_VARS};
 use kiln_ir::DType;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
@@ -77,13 +77,15 @@ impl Module {
     }
 }
 
-/// The LLVM type of a dtype held in a register.
+/// The LLVM type of a dtype held in a register. bf16 values are their bits
+/// (`i16`): only loaded, stored, selected and converted (in integer
+/// arithmetic, see `Func::cast`), so no target needs bf16 support.
 pub(crate) fn reg_ty(d: DType) -> &'static str {
     match d {
         DType::F32 => "float",
         DType::F64 => "double",
         DType::F16 => "half",
-        DType::BF16 => "bfloat",
+        DType::BF16 => "i16",
         DType::I8 | DType::U8 => "i8",
         DType::I32 => "i32",
         DType::I64 => "i64",
@@ -108,7 +110,9 @@ pub(crate) fn literal(d: DType, v: f64) -> String {
         DType::I8 => (v as i8).to_string(),
         DType::U8 => (v as u8 as i8).to_string(),
         DType::I32 => (v as i32).to_string(),
-        _ => (v as i64).to_string(),
+        DType::F16 => format!("0xH{:04X}", half::f16::from_f64(v).to_bits()),
+        DType::BF16 => (half::bf16::from_f64(v).to_bits() as i16).to_string(),
+        DType::I64 => (v as i64).to_string(),
     }
 }
 
@@ -434,6 +438,8 @@ impl<'m, 'k> Func<'m, 'k> {
                 self.line(&format!("br label %{join}"));
                 self.start(&join);
             }
+            Stmt::Mma(m) if self.k.schedule.launch.is_some() => self.mma(m)?,
+            Stmt::Mma(_) => return Err(format!("kernel '{}': mma in a CPU kernel", self.k.name)),
             Stmt::Barrier if self.k.schedule.launch.is_some() => {
                 let b = "@llvm.nvvm.barrier.cta.sync.aligned.all";
                 self.m.declare(&format!("declare void {b}(i32)"));
@@ -447,6 +453,102 @@ impl<'m, 'k> Func<'m, 'k> {
             }
         }
         Ok(())
+    }
+
+    /// A warp's `mma.sync.m16n8k16.row.col` step: each lane loads its A and
+    /// B fragments (pairs of K-adjacent bf16 as one `i32`) from shared
+    /// memory at the PTX fragment positions, then updates its four sums.
+    fn mma(&mut self, m: &Mma) -> Result<(), String> {
+        if self.k.buf(m.a).dtype != DType::BF16 {
+            return Err(format!(
+                "kernel '{}': mma on {} is not emitted yet (bf16 only)",
+                self.k.name,
+                self.k.buf(m.a).dtype
+            ));
+        }
+        let tid = self
+            .vars
+            .get("threadIdx.x")
+            .cloned()
+            .ok_or("mma outside a GPU kernel")?;
+        let lane = self.ins("lane", &format!("and i64 {tid}, 31"));
+        let g = self.ins("grp", &format!("lshr i64 {lane}, 2"));
+        let t = self.ins("tig", &format!("and i64 {lane}, 3"));
+        let t2 = self.ins("tig", &format!("shl i64 {t}, 1"));
+        let (ar, ak) = (self.expr(&m.a_at[0])?.0, self.expr(&m.a_at[1])?.0);
+        let (bn, bk) = (self.expr(&m.b_at[0])?.0, self.expr(&m.b_at[1])?.0);
+        let mut regs = Vec::new();
+        // A: (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8).
+        for (dr, dk) in [(0, 0), (8, 0), (0, 8), (8, 8)] {
+            let r = self.ins("ar", &format!("add i64 {ar}, {g}"));
+            let r = self.ins("ar", &format!("add i64 {r}, {dr}"));
+            let k = self.ins("ak", &format!("add i64 {ak}, {t2}"));
+            let k = self.ins("ak", &format!("add i64 {k}, {dk}"));
+            regs.push(self.pair(m.a, &r, &k));
+        }
+        // B (stored [n][k]): (n g, k 2t), (n g, k 2t + 8).
+        for dk in [0, 8] {
+            let n = self.ins("bn", &format!("add i64 {bn}, {g}"));
+            let k = self.ins("bk", &format!("add i64 {bk}, {t2}"));
+            let k = self.ins("bk", &format!("add i64 {k}, {dk}"));
+            regs.push(self.pair(m.b, &n, &k));
+        }
+        let mut args: Vec<String> = regs.iter().map(|r| format!("i32 {r}")).collect();
+        for acc in &m.acc {
+            let (slot, _) = self
+                .locals
+                .get(acc)
+                .cloned()
+                .ok_or_else(|| format!("unknown local ${acc}"))?;
+            let v = self.ins("c", &format!("load float, ptr {slot}"));
+            args.push(format!("float {v}"));
+        }
+        let ret = "{ float, float, float, float }";
+        let f = "@llvm.nvvm.mma.m16n8k16.row.col.bf16";
+        self.m.declare(&format!(
+            "declare {ret} {f}(i32, i32, i32, i32, i32, i32, float, float, float, float)"
+        ));
+        let d = self.ins("d", &format!("call {ret} {f}({})", args.join(", ")));
+        for (i, acc) in m.acc.iter().enumerate() {
+            let v = self.ins("d", &format!("extractvalue {ret} {d}, {i}"));
+            self.set_local(acc, DType::F32, &v);
+        }
+        Ok(())
+    }
+
+    /// Two K-adjacent half-precision elements `buf[row, k..k + 2]` as one
+    /// `i32` (`k` is even, so the pair is 4-byte aligned).
+    fn pair(&mut self, buf: BufId, row: &str, k: &str) -> String {
+        let w = self.k.buf(buf).shape[1];
+        let base = &self.bufs[buf.0 as usize].0.clone();
+        let at = self.ins("o", &format!("mul nsw i64 {row}, {w}"));
+        let at = self.ins("o", &format!("add nsw i64 {at}, {k}"));
+        let p = self.ins(
+            "p",
+            &format!("getelementptr inbounds i16, ptr {base}, i64 {at}"),
+        );
+        self.ins("frag", &format!("load i32, ptr {p}, align 4"))
+    }
+
+    /// The bits of a float rounded to bf16 (to nearest, ties to even; NaN
+    /// stays NaN) in integer arithmetic: on x86, LLVM would call
+    /// `__truncsfbf2`, which the process may not have.
+    fn round_bf16(&mut self, x: &str, from: DType) -> String {
+        let f = if from == DType::F32 {
+            x.to_string()
+        } else {
+            let ft = reg_ty(from);
+            self.ins("cv", &format!("fptrunc {ft} {x} to float"))
+        };
+        let b = self.ins("bf", &format!("bitcast float {f} to i32"));
+        let odd = self.ins("bf", &format!("lshr i32 {b}, 16"));
+        let odd = self.ins("bf", &format!("and i32 {odd}, 1"));
+        let r = self.ins("bf", &format!("add i32 {b}, 32767"));
+        let r = self.ins("bf", &format!("add i32 {r}, {odd}"));
+        let r = self.ins("bf", &format!("lshr i32 {r}, 16"));
+        let r = self.ins("bf", &format!("trunc i32 {r} to i16"));
+        let nan = self.ins("bf", &format!("fcmp uno float {f}, 0.0"));
+        self.ins("bf", &format!("select i1 {nan}, i16 32704, i16 {r}"))
     }
 
     /// Sets local `name` (for the matrix product's accumulator).
@@ -692,11 +794,26 @@ impl<'m, 'k> Func<'m, 'k> {
         if from == to {
             return x.to_string();
         }
+        if from == DType::BF16 {
+            let w = self.ins("bf", &format!("zext i16 {x} to i32"));
+            let w = self.ins("bf", &format!("shl i32 {w}, 16"));
+            let f = self.ins("bf", &format!("bitcast i32 {w} to float"));
+            return self.cast(&f, DType::F32, to);
+        }
+        if to == DType::BF16 {
+            return if from.is_float() {
+                self.round_bf16(x, from)
+            } else {
+                let f = self.cast(x, from, DType::F32);
+                self.round_bf16(&f, DType::F32)
+            };
+        }
         let (ft, tt) = (reg_ty(from), reg_ty(to));
         let unsigned = |d: DType| d == DType::U8 || d == DType::Bool;
         let bits = |d: DType| match d {
             DType::Bool => 1,
             DType::I8 | DType::U8 => 8,
+            DType::F16 | DType::BF16 => 16,
             DType::I32 => 32,
             DType::I64 => 64,
             DType::F32 => 32,

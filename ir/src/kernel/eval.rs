@@ -132,7 +132,9 @@ impl Env<'_> {
                     self.block(body, bufs)?;
                 }
             }
-            Stmt::Barrier => return Err("a barrier outside a GPU kernel".into()),
+            Stmt::Barrier | Stmt::Mma(_) => {
+                return Err("a GPU-only statement outside a GPU kernel".into())
+            }
         }
         Ok(())
     }

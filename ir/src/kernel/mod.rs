@@ -145,6 +145,33 @@ pub enum Stmt {
     /// GPU kernels: every thread of the block waits here until all have
     /// arrived (and sees their earlier writes to shared and global memory).
     Barrier,
+    /// GPU kernels, a warp-wide tensor-core step (`mma.sync` m16n8k16, f32
+    /// sums): see [`Mma`].
+    Mma(Box<Mma>),
+}
+
+/// `D = A B + C` for one warp over a 16 x 8 tile and 16 K steps, A and B
+/// half-precision (`bf16` or `f16`) in shared memory: A's rows
+/// `a_at[0]..+16` and K columns `a_at[1]..+16` of `a` (row-major `[m][k]`),
+/// B's rows `b_at[0]..+8` of `b` stored `[n][k]` with K columns
+/// `b_at[1]..+16`. The sums live in the four f32 locals `acc` of each lane
+/// `l` of the warp as PTX lays them out: `acc[e]` is element
+/// `(l / 4 + 8 (e / 2), 2 (l % 4) + e % 2)` of the tile. The positions must
+/// be the same in every lane of a warp (they may use the warp's number).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mma {
+    pub a: BufId,
+    pub a_at: [Expr; 2],
+    pub b: BufId,
+    pub b_at: [Expr; 2],
+    pub acc: [String; 4],
+}
+
+impl Mma {
+    /// The tile position `(row, col)` of lane `lane`'s sum `e`.
+    pub fn element(lane: usize, e: usize) -> (usize, usize) {
+        (lane / 4 + 8 * (e / 2), 2 * (lane % 4) + e % 2)
+    }
 }
 
 impl Stmt {
@@ -176,6 +203,11 @@ impl Stmt {
                 index: index.iter().map(f).collect(),
                 value: f(value),
             },
+            Stmt::Mma(m) => Stmt::Mma(Box::new(Mma {
+                a_at: m.a_at.clone().map(|e| f(&e)),
+                b_at: m.b_at.clone().map(|e| f(&e)),
+                ..(**m).clone()
+            })),
             Stmt::Gemm(_) | Stmt::Barrier => self.clone(),
         }
     }
@@ -308,6 +340,11 @@ impl Kernel {
                         block(body, used);
                     }
                     Stmt::Barrier => {}
+                    Stmt::Mma(m) => {
+                        used[m.a.0 as usize] = true;
+                        used[m.b.0 as usize] = true;
+                        m.a_at.iter().chain(&m.b_at).for_each(|e| expr(e, used));
+                    }
                     Stmt::Store { buf, index, value } => {
                         used[buf.0 as usize] = true;
                         index.iter().chain([value]).for_each(|e| expr(e, used));

@@ -2,8 +2,8 @@
 //! verifies the kernel. Errors name the line and what was expected.
 
 use super::{
-    BinOp, Buf, BufId, Expr, Gemm, GemmSchedule, Kernel, Launch, Operand, Role, Schedule, Stmt,
-    UnOp,
+    BinOp, Buf, BufId, Expr, Gemm, GemmSchedule, Kernel, Launch, Mma, Operand, Role, Schedule,
+    Stmt, UnOp,
 };
 use crate::{DType, IrError};
 
@@ -273,6 +273,15 @@ impl Parser<'_> {
         Ok(ix)
     }
 
+    /// A two-element index `[e, e]`.
+    fn pair(&mut self) -> Result<[Expr; 2], IrError> {
+        let ix = self.index()?;
+        match <[Expr; 2]>::try_from(ix) {
+            Ok(p) => Ok(p),
+            Err(_) => self.err("expected a two-element index"),
+        }
+    }
+
     fn range(&mut self) -> Result<(String, Expr), IrError> {
         let v = self.word()?;
         self.keyword("in")?;
@@ -335,6 +344,25 @@ impl Parser<'_> {
                     Ok(Stmt::If { cond, body })
                 }
                 "barrier" => Ok(Stmt::Barrier),
+                "mma" => {
+                    let mut acc: [String; 4] = Default::default();
+                    for a in acc.iter_mut() {
+                        self.expect("$")?;
+                        *a = self.word()?;
+                    }
+                    self.expect("+=")?;
+                    let a = self.buf_ref()?;
+                    let a_at = self.pair()?;
+                    let b = self.buf_ref()?;
+                    let b_at = self.pair()?;
+                    Ok(Stmt::Mma(Box::new(Mma {
+                        a,
+                        a_at,
+                        b,
+                        b_at,
+                        acc,
+                    })))
+                }
                 w => self.err(format!("unknown statement '{w}'")),
             },
         }

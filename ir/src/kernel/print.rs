@@ -106,6 +106,20 @@ fn stmt(k: &Kernel, s: &Stmt, depth: usize, out: &mut String) {
             out.push_str("}\n");
         }
         Stmt::Barrier => out.push_str("barrier\n"),
+        Stmt::Mma(m) => {
+            let _ = writeln!(
+                out,
+                "mma ${} ${} ${} ${} += %{}[{}] %{}[{}]",
+                m.acc[0],
+                m.acc[1],
+                m.acc[2],
+                m.acc[3],
+                k.buf(m.a).name,
+                exprs(k, &m.a_at),
+                k.buf(m.b).name,
+                exprs(k, &m.b_at)
+            );
+        }
     }
 }
 

@@ -6,9 +6,11 @@
 //! block at a time); a GPU thread's own scratch and a local that lives across
 //! a barrier become scratch with one slice per thread of the block. Loops that contain a barrier have the
 //! same extent in every thread (the verifier's rule) and wrap their pieces.
+//! A warp's tensor-core step (`mma`) is a piece of its own, computed per warp
+//! from shared memory into the lanes' sums as PTX lays them out.
 //! The reference evaluator and the `gpu-sim` target run GPU kernels this way.
 
-use super::{Buf, BufId, Expr, Kernel, Launch, Role, Schedule, Stmt, GPU_VARS};
+use super::{BinOp, Buf, BufId, Expr, Kernel, Launch, Mma, Role, Schedule, Stmt, GPU_VARS};
 use crate::{DType, IrError};
 use std::collections::{HashMap, HashSet};
 
@@ -22,6 +24,7 @@ pub const THREAD_VAR: &str = "simt_thread";
 /// further pieces.
 enum Piece {
     Threads(Vec<Stmt>),
+    Warp(Mma),
     Loop {
         var: String,
         extent: Expr,
@@ -105,7 +108,7 @@ pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
         per_thread,
         pieces: 0,
     };
-    cx.emit(&pieces, &mut body);
+    cx.emit(&pieces, &mut body).map_err(err)?;
     let cpu = Kernel {
         name: k.name.clone(),
         bufs,
@@ -137,6 +140,7 @@ fn split(body: &[Stmt]) -> Result<Vec<Piece>, String> {
         }
         match s {
             Stmt::Barrier => {}
+            Stmt::Mma(m) => out.push(Piece::Warp((**m).clone())),
             Stmt::For { var, extent, body } => out.push(Piece::Loop {
                 var: var.clone(),
                 extent: extent.clone(),
@@ -153,18 +157,23 @@ fn split(body: &[Stmt]) -> Result<Vec<Piece>, String> {
 
 fn has_barrier(s: &Stmt) -> bool {
     match s {
-        Stmt::Barrier => true,
+        Stmt::Barrier | Stmt::Mma(_) => true,
         Stmt::For { body, .. } | Stmt::If { body, .. } => body.iter().any(has_barrier),
         _ => false,
     }
 }
 
-/// Calls `f` with each thread piece's number (in order) and statements.
+/// Calls `f` with each thread or warp piece's number (in order) and
+/// statements (a warp piece as its `mma`).
 fn number(pieces: &[Piece], n: &mut usize, f: &mut dyn FnMut(usize, &[Stmt])) {
     for p in pieces {
         match p {
             Piece::Threads(stmts) => {
                 f(*n, stmts);
+                *n += 1;
+            }
+            Piece::Warp(m) => {
+                f(*n, &[Stmt::Mma(Box::new(m.clone()))]);
                 *n += 1;
             }
             Piece::Loop { body, .. } => number(body, n, f),
@@ -197,6 +206,10 @@ fn locals_in(stmts: &[Stmt], out: &mut HashSet<String>) {
             }
             Stmt::Store { index, value, .. } => {
                 index.iter().chain([value]).for_each(|e| expr(e, out));
+            }
+            Stmt::Mma(m) => {
+                out.extend(m.acc.iter().cloned());
+                m.a_at.iter().chain(&m.b_at).for_each(|e| expr(e, out));
             }
             Stmt::Gemm(_) | Stmt::Barrier => {}
         }
@@ -236,7 +249,7 @@ struct Emit {
 }
 
 impl Emit {
-    fn emit(&mut self, pieces: &[Piece], out: &mut Vec<Stmt>) {
+    fn emit(&mut self, pieces: &[Piece], out: &mut Vec<Stmt>) -> Result<(), String> {
         for p in pieces {
             match p {
                 Piece::Threads(stmts) => {
@@ -254,9 +267,10 @@ impl Emit {
                         extent: Expr::Int(self.launch.threads() as i64),
                     });
                 }
+                Piece::Warp(m) => out.push(self.warp(m)?),
                 Piece::Loop { var, extent, body } => {
                     let mut inner = Vec::new();
-                    self.emit(body, &mut inner);
+                    self.emit(body, &mut inner)?;
                     // A uniform extent uses only blockIdx and outer loops.
                     let sub = Subst {
                         ids: ids(&self.launch, THREAD_VAR),
@@ -272,6 +286,84 @@ impl Emit {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Emit {
+    /// One warp step per warp: each lane's four sums gain their row of A
+    /// times their column of B over the 16 K steps, in f32.
+    fn warp(&mut self, m: &Mma) -> Result<Stmt, String> {
+        let n = self.pieces;
+        self.pieces += 1;
+        let (warp, lane, kk) = (
+            format!("simt_warp{n}"),
+            format!("simt_lane{n}"),
+            format!("simt_k{n}"),
+        );
+        let base = format!("simt_warp_base{n}");
+        // Positions as lane 0 of the warp sees them.
+        let sub = Subst {
+            ids: ids(&self.launch, &base),
+            promoted: &self.promoted,
+            per_thread: &self.per_thread,
+            thread: &base,
+        };
+        let first = Expr::times(Expr::var(&warp), Expr::Int(32));
+        let at = |e: &Expr| {
+            sub.expr(e)
+                .rewrite(&|x| matches!(x, Expr::Var(v) if *v == base).then(|| first.clone()))
+        };
+        let thread = Expr::plus(first.clone(), Expr::var(&lane));
+        let (l, k) = (Expr::var(&lane), Expr::var(&kk));
+        let half = |e: Expr| Expr::Cast(DType::F32, Box::new(e));
+        let mut sums = Vec::new();
+        for (e, acc) in m.acc.iter().enumerate() {
+            let Some(&(buf, _)) = self.promoted.get(acc) else {
+                return Err(format!("mma sum '${acc}' is not declared before the mma"));
+            };
+            let row = Expr::plus(
+                Expr::bin(BinOp::Div, l.clone(), Expr::Int(4)),
+                Expr::Int(8 * (e as i64 / 2)),
+            );
+            let col = Expr::plus(
+                Expr::times(Expr::bin(BinOp::Rem, l.clone(), Expr::Int(4)), Expr::Int(2)),
+                Expr::Int(e as i64 % 2),
+            );
+            let a = Expr::load(
+                m.a,
+                vec![
+                    Expr::plus(at(&m.a_at[0]), row),
+                    Expr::plus(at(&m.a_at[1]), k.clone()),
+                ],
+            );
+            let b = Expr::load(
+                m.b,
+                vec![
+                    Expr::plus(at(&m.b_at[0]), col),
+                    Expr::plus(at(&m.b_at[1]), k.clone()),
+                ],
+            );
+            let mine = vec![thread.clone()];
+            sums.push(Stmt::Store {
+                buf,
+                index: mine.clone(),
+                value: Expr::plus(Expr::load(buf, mine), Expr::times(half(a), half(b))),
+            });
+        }
+        Ok(Stmt::For {
+            var: warp,
+            extent: Expr::Int((self.launch.threads() / 32) as i64),
+            body: vec![Stmt::For {
+                var: lane,
+                extent: Expr::Int(32),
+                body: vec![Stmt::For {
+                    var: kk,
+                    extent: Expr::Int(16),
+                    body: sums,
+                }],
+            }],
+        })
     }
 }
 
@@ -331,7 +423,7 @@ impl Subst<'_> {
                 index: self.index(*buf, index),
                 value: e(value),
             },
-            Stmt::Gemm(_) | Stmt::Barrier => s.clone(),
+            Stmt::Gemm(_) | Stmt::Barrier | Stmt::Mma(_) => s.clone(),
         }
     }
 
@@ -487,6 +579,55 @@ mod tests {
         let shared = "kernel \"k\"(%s: shared f32[4]) {\n}\nschedule {\n}\n";
         let e = Kernel::parse(shared).unwrap_err().to_string();
         assert!(e.contains("outside a GPU kernel"), "{e}");
+    }
+
+    /// A warp's tensor-core step: each lane's sums land where the layout
+    /// says, and add onto their starting values.
+    #[test]
+    fn mma_follows_the_fragment_layout() {
+        let idx = |r: &str, w: usize| {
+            let e = format!("(add threadIdx.x (mul {r} 32))");
+            format!("(div {e} {w}), (rem {e} {w})")
+        };
+        let text = format!(
+            "kernel \"mma\"(%x: in bf16[20, 16], %y: in bf16[9, 16], %o: out f32[16, 8], %a: shared bf16[20, 16], %b: shared bf16[9, 16]) {{\n\
+             for r in 0..10 {{\n  %a[{ia}] = %x[{ia}]\n}}\n\
+             for q in 0..4 {{\n  %b[{ib}] = %y[{ib}]\n}}\n\
+             if (lt threadIdx.x 16) {{\n  %b[8, threadIdx.x] = %y[8, threadIdx.x]\n}}\n\
+             barrier\n\
+             let $c0: f32 = f32:1.0\nlet $c1: f32 = f32:2.0\nlet $c2: f32 = f32:3.0\nlet $c3: f32 = f32:4.0\n\
+             mma $c0 $c1 $c2 $c3 += %a[(add (div threadIdx.x 32) 3), 0] %b[1, 0]\n\
+             %o[(div threadIdx.x 4), (mul (rem threadIdx.x 4) 2)] = $c0\n\
+             %o[(div threadIdx.x 4), (add (mul (rem threadIdx.x 4) 2) 1)] = $c1\n\
+             %o[(add (div threadIdx.x 4) 8), (mul (rem threadIdx.x 4) 2)] = $c2\n\
+             %o[(add (div threadIdx.x 4) 8), (add (mul (rem threadIdx.x 4) 2) 1)] = $c3\n\
+             }}\nschedule {{\n  launch grid 1 1 1 block 32 1 1\n}}\n",
+            ia = idx("r", 16),
+            ib = idx("q", 16),
+        );
+        let x: Vec<f64> = (0..320)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0)
+            .collect();
+        let y: Vec<f64> = (0..144)
+            .map(|i| ((i * 5 % 13) as f64 - 6.0) / 8.0)
+            .collect();
+        let o = &run(&text, &[x.clone(), y.clone()])[2];
+        for i in 0..16 {
+            for j in 0..8 {
+                let start = [1.0, 2.0, 3.0, 4.0][2 * (i / 8) + j % 2];
+                let want: f64 = start
+                    + (0..16)
+                        .map(|k| x[(i + 3) * 16 + k] * y[(j + 1) * 16 + k])
+                        .sum::<f64>();
+                assert_eq!(o[i * 8 + j], want, "({i}, {j})");
+            }
+        }
+        for lane in [0, 5, 31] {
+            for e in 0..4 {
+                let (r, c) = Mma::element(lane, e);
+                assert!(r < 16 && c < 8);
+            }
+        }
     }
 
     /// The text form keeps launches, ifs, barriers and shared buffers.

@@ -132,6 +132,7 @@ impl Kernel {
                 inner.converged = false;
                 self.block(body, &mut inner, loops)
             }
+            Stmt::Mma(m) => self.mma(m, scope),
             Stmt::Barrier => {
                 if self.schedule.launch.is_none() {
                     return Err("barrier outside a GPU kernel".into());
@@ -157,6 +158,40 @@ impl Kernel {
             Stmt::Store { buf, index, value } => self.store(*buf, index, value, scope),
             Stmt::Gemm(g) => self.gemm(g, loops),
         }
+    }
+
+    fn mma(&self, m: &super::Mma, scope: &Scope) -> Result<(), String> {
+        let Some(l) = self.schedule.launch else {
+            return Err("mma outside a GPU kernel".into());
+        };
+        if l.block[1] != 1 || l.block[2] != 1 || l.block[0] % 32 != 0 {
+            return Err("mma needs a one-dimensional block of whole warps".into());
+        }
+        if !scope.converged {
+            return Err("mma under an if or a loop whose extent differs between threads".into());
+        }
+        let (a, b) = (
+            self.check_buf(m.a, &m.a_at, scope)?,
+            self.check_buf(m.b, &m.b_at, scope)?,
+        );
+        for (x, what) in [(a, "A"), (b, "B")] {
+            if x.role != Role::Shared || !matches!(x.dtype, DType::BF16 | DType::F16) {
+                return Err(format!(
+                    "mma {what} '%{}' must be a bf16 or f16 shared buffer",
+                    x.name
+                ));
+            }
+        }
+        if a.dtype != b.dtype {
+            return Err("mma A and B of different dtypes".into());
+        }
+        for acc in &m.acc {
+            match scope.locals.get(acc) {
+                Some(DType::F32) => {}
+                _ => return Err(format!("mma sum '${acc}' must be a declared f32 local")),
+            }
+        }
+        Ok(())
     }
 
     fn store(&self, buf: BufId, index: &[Expr], value: &Expr, scope: &Scope) -> Result<(), String> {

@@ -26,16 +26,65 @@ pub const TN: usize = 4;
 /// Threads per block.
 pub const THREADS: usize = (BM / TM) * (BN / TN);
 
-fn int(v: usize) -> Expr {
+pub(super) fn int(v: usize) -> Expr {
     Expr::Int(v as i64)
 }
 
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+pub(super) fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
     Expr::bin(op, a, b)
 }
 
+/// Each batch variable of `g` from `blockIdx.z` (the last batch dim
+/// fastest), and the number of batches.
+pub(super) fn batch_vars(g: &Gemm) -> (Vec<(&str, Expr)>, usize) {
+    let mut batch: Vec<(&str, Expr)> = Vec::new();
+    let mut stride = 1;
+    for (v, n) in g.batch.iter().rev() {
+        let mut e = Expr::var("blockIdx.z");
+        if stride > 1 {
+            e = bin(BinOp::Div, e, int(stride));
+        }
+        e = bin(BinOp::Rem, e, int(*n));
+        batch.push((v.as_str(), e));
+        stride *= n;
+    }
+    (batch, stride)
+}
+
+/// The epilogue of output element `(m, n)`: where it lies inside the output
+/// (and the product's mask holds), the sum `sum` goes through the product's
+/// value into its store.
+pub(super) fn store_one(g: &Gemm, batch: &[(&str, Expr)], (m, n): (Expr, Expr), sum: Expr) -> Stmt {
+    let mut vars = batch.to_vec();
+    vars.push((g.m.0.as_str(), m.clone()));
+    vars.push((g.n.0.as_str(), n.clone()));
+    let mut cond = bin(
+        BinOp::And,
+        bin(BinOp::Lt, m, int(g.m.1)),
+        bin(BinOp::Lt, n, int(g.n.1)),
+    );
+    if let Some(mask) = &g.mask {
+        cond = bin(BinOp::And, cond, bind(mask, &vars));
+    }
+    Stmt::If {
+        cond,
+        body: vec![
+            Stmt::Let {
+                name: g.acc.clone(),
+                dtype: DType::F32,
+                init: sum,
+            },
+            Stmt::Store {
+                buf: g.out,
+                index: g.index.iter().map(|e| bind(e, &vars)).collect(),
+                value: bind(&g.value, &vars),
+            },
+        ],
+    }
+}
+
 /// Replaces loop variables by expressions.
-fn bind(e: &Expr, vars: &[(&str, Expr)]) -> Expr {
+pub(super) fn bind(e: &Expr, vars: &[(&str, Expr)]) -> Expr {
     e.rewrite(&|x| match x {
         Expr::Var(v) => vars.iter().find(|(n, _)| n == v).map(|(_, e)| e.clone()),
         _ => None,
@@ -72,19 +121,7 @@ pub fn simt(k: &Kernel, g: &Gemm) -> Result<Kernel, String> {
     let ty = bin(BinOp::Div, t.clone(), int(BN / TN));
     let m0 = Expr::times(Expr::var("blockIdx.y"), int(BM));
     let n0 = Expr::times(Expr::var("blockIdx.x"), int(BN));
-    // Batch indices from blockIdx.z, the last batch dim fastest.
-    let mut batch: Vec<(&str, Expr)> = Vec::new();
-    let mut stride = 1;
-    for (v, n) in g.batch.iter().rev() {
-        let mut e = Expr::var("blockIdx.z");
-        if stride > 1 {
-            e = bin(BinOp::Div, e, int(stride));
-        }
-        e = bin(BinOp::Rem, e, int(*n));
-        batch.push((v.as_str(), e));
-        stride *= n;
-    }
-    let batches = stride;
+    let (batch, batches) = batch_vars(g);
 
     let c = |i: usize, j: usize| format!("mm_c{i}_{j}");
     let mut body = Vec::new();
@@ -226,28 +263,7 @@ pub fn simt(k: &Kernel, g: &Gemm) -> Result<Kernel, String> {
                 n0.clone(),
                 Expr::plus(Expr::times(tx.clone(), int(TN)), int(j)),
             );
-            let mut vars = batch.clone();
-            vars.push((g.m.0.as_str(), m.clone()));
-            vars.push((g.n.0.as_str(), n.clone()));
-            let mut cond = bin(BinOp::And, lt(m, m_ext), lt(n, n_ext));
-            if let Some(mask) = &g.mask {
-                cond = bin(BinOp::And, cond, bind(mask, &vars));
-            }
-            body.push(Stmt::If {
-                cond,
-                body: vec![
-                    Stmt::Let {
-                        name: g.acc.clone(),
-                        dtype: DType::F32,
-                        init: Expr::local(&c(i, j)),
-                    },
-                    Stmt::Store {
-                        buf: g.out,
-                        index: g.index.iter().map(|e| bind(e, &vars)).collect(),
-                        value: bind(&g.value, &vars),
-                    },
-                ],
-            });
+            body.push(store_one(g, &batch, (m, n), Expr::local(&c(i, j))));
         }
     }
     Ok(Kernel {

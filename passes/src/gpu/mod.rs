@@ -1,7 +1,8 @@
 //! GPU mapping: the kernels of a program lowered with
 //! `LowerOptions::gpu()` become GPU kernels (kernels with a launch).
-//! - A matrix product becomes a shared-memory tiled SIMT product
-//!   ([`matmul`]).
+//! - A matrix product of bf16 operands runs on tensor cores
+//!   ([`tensor_core`]); any other becomes a shared-memory tiled SIMT
+//!   product ([`matmul`]).
 //! - A loop nest collapses its perfectly nested constant loops into one
 //!   index space with one thread per point, consecutive threads on
 //!   consecutive innermost indices (coalesced where the innermost index is
@@ -11,6 +12,7 @@
 //! go last), so a step's arguments stay valid.
 
 pub mod matmul;
+pub mod tensor_core;
 
 use crate::lower::{Program, Step};
 use kiln_ir::kernel::{BinOp, Expr, Kernel, Launch, Schedule, Stmt};
@@ -37,7 +39,10 @@ pub fn map_kernel(k: &Kernel) -> Result<Kernel, String> {
         return Ok(k.clone());
     }
     let g = match k.body.as_slice() {
-        [Stmt::Gemm(g)] => matmul::simt(k, g)?,
+        [Stmt::Gemm(g)] => match tensor_core::mma(k, g) {
+            Some(tc) => tc,
+            None => matmul::simt(k, g)?,
+        },
         _ => loops(k),
     };
     g.verify()

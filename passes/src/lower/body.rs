@@ -18,7 +18,8 @@ pub(crate) struct Lowered {
     pub flat: Option<kiln_ir::kernel::BufId>,
 }
 
-/// Dtypes the lowering handles.
+/// Dtypes the lowering handles (half precision only in matrix products, see
+/// `LowerOptions::half_matmul`).
 fn supported(d: DType) -> bool {
     !matches!(d, DType::F16 | DType::BF16)
 }
@@ -33,8 +34,9 @@ pub(crate) fn lower_body(
     opts: &LowerOptions,
     flat_wp: Option<usize>,
 ) -> Result<Lowered, String> {
+    let half_ok = opts.half_matmul && g.nodes.iter().all(|n| matches!(n.op, Op::MatMul(_)));
     for v in &g.values {
-        if !supported(v.ty.dtype) {
+        if !supported(v.ty.dtype) && !half_ok {
             return Err(format!("dtype {} is not compiled yet", v.ty.dtype));
         }
         if v.ty.numel() == 0 {

@@ -29,7 +29,9 @@ pub(crate) fn matmul(cx: &mut Cx, mm: &MatMul, node: &Node) -> Result<Vec<Stmt>,
     if ash.len() < 2 || bsh.len() < 2 {
         return Err("matmul of a vector".into());
     }
-    if cx.a.dtype(node.outputs[0]) != DType::F32 {
+    let dt = cx.a.dtype(node.outputs[0]);
+    let half = matches!(dt, DType::BF16 | DType::F16) && cx.opts.half_matmul;
+    if dt != DType::F32 && !half {
         return Err("matmul is compiled for f32 only".into());
     }
     let r = out.len();
@@ -68,12 +70,13 @@ pub(crate) fn matmul(cx: &mut Cx, mm: &MatMul, node: &Node) -> Result<Vec<Stmt>,
         bixs.extend([kvar.clone(), nvar.clone()]);
     }
     let ae = cx.a.value(av, &aix)?;
-    let ae = inline_lets(cx.a.take_lets(), ae)?;
+    let ae = Expr::cast(DType::F32, dt, inline_lets(cx.a.take_lets(), ae)?);
     let be = cx.a.value(bv, &bixs)?;
-    let be = inline_lets(cx.a.take_lets(), be)?;
+    let be = Expr::cast(DType::F32, dt, inline_lets(cx.a.take_lets(), be)?);
     let mut anchor_ix = bix;
     anchor_ix.extend([mix, nvar]);
-    let (outb, index, value) = cx.chain(node.outputs[0], anchor_ix, Expr::local("acc"))?;
+    let acc = Expr::cast(dt, DType::F32, Expr::local("acc"));
+    let (outb, index, value) = cx.chain(node.outputs[0], anchor_ix, acc)?;
     let value = inline_lets(cx.a.take_lets(), value)?;
     finish(
         cx,

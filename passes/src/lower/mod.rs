@@ -37,6 +37,9 @@ pub struct LowerOptions {
     /// Pack constant matrix-product operands into panels at compile time
     /// (CPU); GPU kernels read them as they are.
     pub pack_constants: bool,
+    /// Lower bf16 and f16 matrix products (sums in f32; the GPU maps them to
+    /// tensor cores). The CPU backends compute in f32 and f64 only.
+    pub half_matmul: bool,
 }
 
 impl LowerOptions {
@@ -53,6 +56,7 @@ impl LowerOptions {
             a_lanes: 1,
             threads: threads.max(1),
             pack_constants: true,
+            half_matmul: false,
         }
     }
 
@@ -68,6 +72,7 @@ impl LowerOptions {
             a_lanes: 1,
             threads: threads.max(1),
             pack_constants: true,
+            half_matmul: false,
         }
     }
 
@@ -76,6 +81,7 @@ impl LowerOptions {
     pub fn gpu() -> Self {
         LowerOptions {
             pack_constants: false,
+            half_matmul: true,
             ..LowerOptions::avx2(1)
         }
     }

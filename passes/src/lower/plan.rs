@@ -226,7 +226,7 @@ fn loads_only_at(k: &Kernel, b: u32, index: &[Expr]) -> bool {
                     f(cond);
                     stmts(body, f);
                 }
-                Stmt::Gemm(_) | Stmt::Barrier => {}
+                Stmt::Gemm(_) | Stmt::Barrier | Stmt::Mma(_) => {}
             }
         }
     }
