@@ -2,10 +2,13 @@
 //! GELU, LayerNorm, Softmax, attention, a fused elementwise chain): the
 //! kernel IR text, which must also parse back to the same kernel, the LLVM
 //! IR the cpu-llvm backend emits for portable x86-64 (AVX2 + FMA) before
-//! optimization, and the GPU mapping: its kernel IR and its PTX for sm_90.
+//! optimization, and the GPU mapping: its kernel IR and its PTX for sm_90
+//! (ptxas must take it for sm_80 and sm_90 without spills).
 
 #[path = "../passes/tests/common/mod.rs"]
 mod common;
+#[path = "ptxas/mod.rs"]
+mod ptxas;
 
 use common::B;
 use kiln_backends::llvm::{kernel_text, CpuSpec};
@@ -42,7 +45,14 @@ fn snap_gpu(name: &str, g: Graph) {
     );
     insta::assert_snapshot!(format!("{name}_gpu_kernel_ir"), text);
     let ptx = ptx::ptx(&ks, &ptx::arch("sm_90").unwrap()).unwrap();
-    insta::assert_snapshot!(format!("{name}_ptx_sm90"), ptx);
+    insta::assert_snapshot!(format!("{name}_ptx_sm90"), ptx.clone());
+    // The canonical kernels must not spill, on either architecture.
+    for arch in ["sm_80", "sm_90"] {
+        let text = ptx::ptx(&ks, &ptx::arch(arch).unwrap()).unwrap();
+        for (k, r) in ptxas::assemble(name, &text, arch) {
+            assert_eq!(r.spill_bytes, 0, "{name} {arch}: {k} spills: {r:?}");
+        }
+    }
 }
 
 fn snap(name: &str, g: Graph) {
