@@ -9,6 +9,8 @@ mod clif;
 mod cpu_clif;
 #[cfg(feature = "cpu-llvm")]
 mod cpu_llvm;
+#[cfg(feature = "cuda")]
+mod cuda;
 #[cfg(feature = "cpu-llvm")]
 mod gpu_sim;
 mod interp;
@@ -23,6 +25,8 @@ mod target;
 pub use cpu_clif::{ClifBackend, CpuTile};
 #[cfg(feature = "cpu-llvm")]
 pub use cpu_llvm::{host_lower_options, LlvmBackend};
+#[cfg(feature = "cuda")]
+pub use cuda::{CudaBackend, CudaExecutable};
 #[cfg(feature = "cpu-llvm")]
 pub use gpu_sim::GpuSimBackend;
 pub use interp::InterpBackend;

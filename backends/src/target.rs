@@ -16,6 +16,9 @@ pub enum Target {
     CpuLlvm,
     /// GPU kernels for an architecture (`ptx::ARCHS`), run on the CPU.
     GpuSim(&'static str),
+    /// GPU kernels run on the first CUDA device, for its architecture or
+    /// the one named.
+    Cuda(Option<&'static str>),
 }
 
 /// The GPU architectures kiln compiles for.
@@ -36,6 +39,9 @@ const KNOWN: &[(&str, Option<Target>)] = &[
     ("gpu-sim", Some(Target::GpuSim("sm_90"))),
     #[cfg(not(feature = "cpu-llvm"))]
     ("gpu-sim", None),
+    #[cfg(feature = "cuda")]
+    ("cuda", Some(Target::Cuda(None))),
+    #[cfg(not(feature = "cuda"))]
     ("cuda", None),
 ];
 
@@ -87,6 +93,7 @@ impl Target {
         };
         match self {
             Target::GpuSim(_) => Ok(Target::GpuSim(a)),
+            Target::Cuda(_) => Ok(Target::Cuda(Some(a))),
             t => Err(TargetError::Backend(format!(
                 "--gpu {arch} given, but target '{t}' is not a GPU target"
             ))),
@@ -114,6 +121,10 @@ impl Target {
             Target::GpuSim(arch) => Box::new(crate::GpuSimBackend { threads, arch }),
             #[cfg(not(feature = "cpu-llvm"))]
             Target::GpuSim(_) => Box::new(crate::InterpBackend),
+            #[cfg(feature = "cuda")]
+            Target::Cuda(arch) => Box::new(crate::CudaBackend { arch }),
+            #[cfg(not(feature = "cuda"))]
+            Target::Cuda(_) => Box::new(crate::InterpBackend),
             #[cfg(feature = "cpu")]
             Target::Cpu => Box::new(crate::ClifBackend {
                 threads,
@@ -140,6 +151,7 @@ impl fmt::Display for Target {
             Target::Cpu => "cpu",
             Target::CpuLlvm => "cpu-llvm",
             Target::GpuSim(_) => "gpu-sim",
+            Target::Cuda(_) => "cuda",
         })
     }
 }
