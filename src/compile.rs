@@ -174,9 +174,8 @@ pub fn compile_gpu_to_dir(
             kernel_ir_text(&p).as_bytes(),
         )?);
     }
-    let kernels: Vec<_> = p.kernels().collect();
     if emit.contains(&Emit::Llvm) {
-        let text = kiln_backends::ptx::module_text(&kernels, &spec).map_err(backend)?;
+        let text = kiln_backends::ptx::program_module_text(&p, &spec).map_err(backend)?;
         let (ir, _) = llvm::optimized_text(&text, &spec).map_err(backend)?;
         files.push(write(dir.join(format!("{name}.ll")), ir.as_bytes())?);
     }
@@ -189,7 +188,7 @@ pub fn compile_gpu_to_dir(
             b.manifest.as_bytes(),
         )?);
     } else if emit.contains(&Emit::Asm) {
-        let ptx = kiln_backends::ptx::ptx(&kernels, &spec).map_err(backend)?;
+        let ptx = kiln_backends::ptx::program_ptx(&p, &spec).map_err(backend)?;
         files.push(write(dir.join(format!("{name}.ptx")), ptx.as_bytes())?);
     }
     Ok(files)

@@ -152,7 +152,7 @@ fn models_compile_to_ptx_that_ptxas_accepts() {
         let kernels: Vec<&Kernel> = p.kernels().collect();
         assert!(!kernels.is_empty());
         for arch in ["sm_80", "sm_90"] {
-            let text = ptx::ptx(&kernels, &ptx::arch(arch).unwrap())
+            let text = ptx::program_ptx(&p, &ptx::arch(arch).unwrap())
                 .unwrap_or_else(|e| panic!("{name} {arch}: {e}"));
             let reports = assemble(name, &text, arch);
             assert_eq!(reports.len(), kernels.len(), "{name} {arch}: {reports:?}");
@@ -215,4 +215,41 @@ fn bf16_matmul_runs_on_tensor_cores() {
         let e = max_rel(&want[0], &got[0]);
         assert!(e <= 1e-2, "{batch}x{m}x{k}x{n}: error {e}");
     }
+}
+
+/// NVPTX has no libm: log is emitted through lg2 (LogSoftmax assembles),
+/// and pow is refused by name instead of aborting inside LLVM.
+#[test]
+fn gpu_math_without_libm() {
+    use common::B;
+    use kiln_ir::op::{Binary, BinaryKind, Softmax};
+    let sim = GpuSimBackend {
+        threads: 1,
+        arch: "sm_90",
+    };
+    let mut b = B::new(9);
+    let x = b.input(&[3, 40]);
+    let y = b.op(
+        Softmax {
+            axis: 1,
+            log: true,
+        },
+        &[x],
+    );
+    let p = sim.gpu_program(&b.finish(&[y])).unwrap();
+    let text = ptx::program_ptx(&p, &ptx::arch("sm_80").unwrap()).unwrap();
+    assert!(text.contains("lg2.approx"), "{text}");
+    assemble("log_softmax", &text, "sm_80");
+    let mut b = B::new(10);
+    let x = b.input(&[3, 40]);
+    let e = b.input(&[3, 40]);
+    let y = b.op(
+        Binary {
+            kind: BinaryKind::Pow,
+        },
+        &[x, e],
+    );
+    let p = sim.gpu_program(&b.finish(&[y])).unwrap();
+    let err = ptx::program_ptx(&p, &ptx::arch("sm_90").unwrap()).unwrap_err();
+    assert!(err.contains("pow is not emitted for the GPU"), "{err}");
 }

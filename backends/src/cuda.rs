@@ -92,9 +92,8 @@ impl CudaBackend {
                 )));
             }
         }
-        let kernels: Vec<_> = p.kernels().collect();
         let spec = crate::ptx::arch(arch).map_err(TargetError::Backend)?;
-        let text = crate::ptx::ptx(&kernels, &spec).map_err(TargetError::Backend)?;
+        let text = crate::ptx::program_ptx(&p, &spec).map_err(TargetError::Backend)?;
         let module = ctx
             .load_module(Ptx::from_src(text))
             .map_err(|e| err(&format!("loading the PTX for {arch}"), e))?;
@@ -147,6 +146,13 @@ impl CudaExecutable {
     pub fn run_ordered(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, TargetError> {
         let p = &self.program;
         let s = &self.stream;
+        if inputs.len() != p.inputs.len() {
+            return Err(TargetError::Backend(format!(
+                "the program takes {} inputs, got {}",
+                p.inputs.len(),
+                inputs.len()
+            )));
+        }
         let mut ins: Vec<Option<CudaSlice<u8>>> = (0..p.slots.len()).map(|_| None).collect();
         for (&slot, t) in p.inputs.iter().zip(inputs) {
             let want = &p.slots[slot].ty;
@@ -200,8 +206,14 @@ impl CudaExecutable {
                 .iter()
                 .zip(args)
                 .filter(|(b, _)| matches!(b.role, Role::In | Role::Out))
-                .map(|(_, a)| a.map_or(0, ptr))
-                .collect();
+                .map(|(b, a)| match a.map(ptr) {
+                    Some(at) if at != 0 => Ok(at),
+                    _ => Err(TargetError::Backend(format!(
+                        "kernel '{}': buffer '%{}' has no device memory",
+                        kernel.name, b.name
+                    ))),
+                })
+                .collect::<Result<_, _>>()?;
             let dim = |d: [usize; 3]| (d[0] as u32, d[1] as u32, d[2] as u32);
             let cfg = LaunchConfig {
                 grid_dim: dim(launch.grid),

@@ -35,8 +35,7 @@ pub fn build(p: &Program, name: &str, model: &Model, arch: &str) -> Result<GpuBu
             ));
         }
     }
-    let kernels: Vec<_> = p.kernels().collect();
-    let text = ptx::ptx(&kernels, &ptx::arch(arch)?)?;
+    let text = ptx::program_ptx(p, &ptx::arch(arch)?)?;
 
     let (weights, const_at) = super::weights(p, 256);
     // Where a slot's bytes live on the device.

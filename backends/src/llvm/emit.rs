@@ -197,7 +197,7 @@ pub(crate) fn kernel(m: &mut Module, k: &Kernel, aliased: &[BufId]) -> Result<()
 /// the reserved index variables read from the PTX
 /// special registers, barriers as `bar.sync 0`. The body is emitted exactly
 /// as for the CPU, on generic pointers (NVPTX infers the address spaces).
-pub(crate) fn gpu_kernel(m: &mut Module, k: &Kernel) -> Result<(), String> {
+pub(crate) fn gpu_kernel(m: &mut Module, k: &Kernel, aliased: &[BufId]) -> Result<(), String> {
     let Some(launch) = k.schedule.launch else {
         return Err(format!("kernel '{}' has no GPU launch", k.name));
     };
@@ -217,8 +217,14 @@ pub(crate) fn gpu_kernel(m: &mut Module, k: &Kernel) -> Result<(), String> {
             // A thread's own scratch: local memory.
             Role::Scratch => f.alloca(mem_ty(b.dtype), b.numel().max(1), 16),
             Role::In | Role::Out => {
-                let ro = if b.role == Role::In { " readonly" } else { "" };
-                params.push(format!("ptr addrspace(1) noalias{ro} %g{i}"));
+                // In-place steps share memory between an input and the
+                // output: no noalias (and no read-only cache) for them.
+                let attrs = match (aliased.contains(&BufId(i as u32)), b.role) {
+                    (true, _) => "",
+                    (false, Role::In) => " noalias readonly",
+                    (false, _) => " noalias",
+                };
+                params.push(format!("ptr addrspace(1){attrs} %g{i}"));
                 f.ins("b", &format!("addrspacecast ptr addrspace(1) %g{i} to ptr"))
             }
         };
@@ -551,6 +557,20 @@ impl<'m, 'k> Func<'m, 'k> {
         self.ins("bf", &format!("select i1 {nan}, i16 32704, i16 {r}"))
     }
 
+    /// Whether this is a GPU kernel.
+    fn gpu(&self) -> bool {
+        self.k.schedule.launch.is_some()
+    }
+
+    /// The error for an operation the GPU emitter has no code for (NVPTX
+    /// has no libm; LLVM would abort the process instead of failing).
+    fn no_gpu(&self, what: &str) -> String {
+        format!(
+            "kernel '{}': {what} is not emitted for the GPU yet",
+            self.k.name
+        )
+    }
+
     /// Sets local `name` (for the matrix product's accumulator).
     pub fn set_local(&mut self, name: &str, d: DType, v: &str) {
         let slot = match self.locals.get(name) {
@@ -635,11 +655,25 @@ impl<'m, 'k> Func<'m, 'k> {
             }
             Expr::Un(op, a) => {
                 let (x, d) = self.expr(a)?;
+                let transcendental = matches!(op, UnOp::Log | UnOp::Exp | UnOp::Tanh | UnOp::Erf);
+                if self.gpu() && d == DType::F64 && transcendental {
+                    return Err(self.no_gpu(&format!("f64 {}", op.name())));
+                }
+                if self.gpu() && *op == UnOp::Log {
+                    // NVPTX has no log: log2 (lg2.approx, ~2 ulp) times ln 2.
+                    let intr = "llvm.nvvm.lg2.approx.f";
+                    let l2 = self.call(intr, "float", &[("float", &x)]);
+                    let ln2 = literal(DType::F32, std::f64::consts::LN_2);
+                    return Ok((self.ins("ln", &format!("fmul float {l2}, {ln2}")), d));
+                }
                 (self.unary(*op, &x, d), d)
             }
             Expr::Bin(op, a, b) => {
                 let (x, d) = self.expr(a)?;
                 let (y, _) = self.expr(b)?;
+                if self.gpu() && *op == BinOp::Pow {
+                    return Err(self.no_gpu("pow"));
+                }
                 let lit_nonzero = matches!(**b, Expr::Int(n) if n != 0);
                 self.binary(*op, &x, &y, d, lit_nonzero)
             }

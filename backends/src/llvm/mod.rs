@@ -80,7 +80,7 @@ fn init() -> Result<(), String> {
 }
 
 /// Buffers of each kernel step that share memory with another (in-place).
-fn aliased(p: &Program, step: usize) -> Vec<BufId> {
+pub(crate) fn aliased(p: &Program, step: usize) -> Vec<BufId> {
     let Step::Kernel { args, .. } = &p.steps[step] else {
         return Vec::new();
     };

@@ -76,11 +76,22 @@ impl Kernel {
             ));
         }
         let cpu = super::simt::to_cpu(self).map_err(|e| e.to_string())?;
-        let mut all: Vec<Vec<f64>> = bufs.iter_mut().map(std::mem::take).collect();
-        all.extend(cpu.bufs[bufs.len()..].iter().map(|b| vec![0.0; b.numel()]));
+        // Scratch of the CPU form (shared memory, per-thread slices) is
+        // sized for it, not as the caller sized the GPU kernel's.
+        let mut all: Vec<Vec<f64>> = cpu
+            .bufs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match bufs.get_mut(i) {
+                Some(v) if b.role != super::Role::Scratch => std::mem::take(v),
+                _ => vec![0.0; b.numel()],
+            })
+            .collect();
         let r = cpu.eval(&mut all);
-        for (b, v) in bufs.iter_mut().zip(all) {
-            *b = v;
+        for ((b, v), cb) in bufs.iter_mut().zip(all).zip(&cpu.bufs) {
+            if cb.role != super::Role::Scratch {
+                *b = v;
+            }
         }
         r
     }

@@ -546,6 +546,21 @@ mod tests {
         }
     }
 
+    /// A GPU thread's scratch is its own, across barriers too.
+    #[test]
+    fn per_thread_scratch_is_private() {
+        let text = "kernel \"own\"(%o: out f32[64], %r: scratch f32[2]) {\n\
+             %r[0] = (cast f32 threadIdx.x)\n\
+             barrier\n\
+             %r[1] = (mul %r[0] f32:2.0)\n\
+             %o[(add (mul blockIdx.x 32) threadIdx.x)] = (add %r[0] %r[1])\n\
+             }\nschedule {\n  launch grid 2 1 1 block 32 1 1\n}\n";
+        let o = &run(text, &[])[0];
+        for (i, v) in o.iter().enumerate() {
+            assert_eq!(*v, 3.0 * (i % 32) as f64, "thread {i}");
+        }
+    }
+
     /// Barriers only where the whole block arrives; GPU-only constructs
     /// only in GPU kernels.
     #[test]
@@ -575,6 +590,25 @@ mod tests {
                 format!("kernel \"k\"(%o: out i64[4]) {{\n{body}}}\nschedule {{\n  {sched}\n}}\n");
             let e = Kernel::parse(&text).unwrap_err().to_string();
             assert!(e.contains(want), "{body}: {e}");
+        }
+        let mma = |pos: &str, accs: &str| {
+            format!(
+                "kernel \"k\"(%a: shared bf16[32, 32], %b: shared bf16[16, 32]) {{\n\
+                 let $c0: f32 = f32:0.0\nlet $c1: f32 = f32:0.0\nlet $c2: f32 = f32:0.0\nlet $c3: f32 = f32:0.0\n\
+                 mma {accs} += %a[{pos}] %b[0, 0]\n}}\nschedule {{\n  launch grid 1 1 1 block 64 1 1\n}}\n"
+            )
+        };
+        let all = "$c0 $c1 $c2 $c3";
+        assert!(Kernel::parse(&mma("(mul (div threadIdx.x 32) 16), 16", all)).is_ok());
+        for (pos, accs, want) in [
+            ("0, 1", all, "even constant"),
+            ("0, 24", all, "even constant"),
+            ("20, 0", all, "outside"),
+            ("(rem threadIdx.x 32), 0", all, "every lane of a warp"),
+            ("0, 0", "$c0 $c1 $c0 $c3", "named twice"),
+        ] {
+            let e = Kernel::parse(&mma(pos, accs)).unwrap_err().to_string();
+            assert!(e.contains(want), "{pos} {accs}: {e}");
         }
         let shared = "kernel \"k\"(%s: shared f32[4]) {\n}\nschedule {\n}\n";
         let e = Kernel::parse(shared).unwrap_err().to_string();

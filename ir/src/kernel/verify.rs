@@ -68,6 +68,17 @@ impl Kernel {
             if l.grid.contains(&0) || l.block.contains(&0) {
                 return Err("a launch's grid and block dims must be positive".into());
             }
+            if l.block.iter().any(|&d| d > 1024)
+                || l.grid[0] >= 1 << 31
+                || l.grid[1] > 65535
+                || l.grid[2] > 65535
+            {
+                return Err(format!(
+                    "launch grid {:?} block {:?} is beyond CUDA's limits (grid x < 2^31, \
+                     y and z <= 65535, block dims <= 1024)",
+                    l.grid, l.block
+                ));
+            }
             if l.threads() > 1024 {
                 return Err(format!("a block of {} threads (at most 1024)", l.threads()));
             }
@@ -184,6 +195,40 @@ impl Kernel {
         }
         if a.dtype != b.dtype {
             return Err("mma A and B of different dtypes".into());
+        }
+        // Fragments are read as K-adjacent pairs (4-byte loads): rows of
+        // even length, K positions even constants; a tile inside its buffer.
+        for (x, at, rows, what) in [(a, &m.a_at, 16, "A"), (b, &m.b_at, 8, "B")] {
+            if x.shape[1] % 2 != 0 || x.shape[1] < 16 {
+                return Err(format!(
+                    "mma {what} '%{}' needs an even row of at least 16",
+                    x.name
+                ));
+            }
+            match at[1] {
+                Expr::Int(k) if k >= 0 && k % 2 == 0 && k as usize + 16 <= x.shape[1] => {}
+                _ => {
+                    return Err(format!(
+                        "mma {what}'s K position must be an even constant inside '%{}'",
+                        x.name
+                    ))
+                }
+            }
+            if let Expr::Int(r) = at[0] {
+                if r < 0 || r as usize + rows > x.shape[0] {
+                    return Err(format!("mma {what}'s tile is outside '%{}'", x.name));
+                }
+            }
+            if !warp_uniform(&at[0], scope) {
+                return Err(format!(
+                    "mma {what}'s position must be the same in every lane of a warp"
+                ));
+            }
+        }
+        for (i, acc) in m.acc.iter().enumerate() {
+            if m.acc[..i].contains(acc) {
+                return Err(format!("mma sum '${acc}' named twice"));
+            }
         }
         for acc in &m.acc {
             match scope.locals.get(acc) {
@@ -342,6 +387,22 @@ impl Kernel {
             }
         })
     }
+}
+
+/// Whether `e` has the same value in every lane of a warp: uniform, except
+/// that `threadIdx.x` may appear divided by a multiple of 32 (the warp's
+/// number in a one-dimensional block).
+fn warp_uniform(e: &Expr, scope: &Scope) -> bool {
+    let warp = e.rewrite(&|x| match x {
+        Expr::Bin(BinOp::Div, a, d)
+            if matches!(**a, Expr::Var(ref v) if v == "threadIdx.x")
+                && matches!(**d, Expr::Int(n) if n > 0 && n % 32 == 0) =>
+        {
+            Some(Expr::Int(0))
+        }
+        _ => None,
+    });
+    uniform(&warp, scope)
 }
 
 /// Whether `e` has the same value in every thread of a block: integer
