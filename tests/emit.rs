@@ -195,3 +195,20 @@ fn bf16_matmul_mma() {
     let y = b.op(mm, &[x, w]);
     snap_gpu("bf16_matmul_mma", b.finish(&[y]));
 }
+
+/// LayerNorm over rows long enough to share: on the GPU one block per row,
+/// sums combined in shared memory.
+#[test]
+fn layer_norm_rows() {
+    let mut b = B::new(7);
+    let x = b.input(&[4, 96]);
+    let g = b.konst(&[96]);
+    let be = b.konst(&[96]);
+    let ln = LayerNorm {
+        axis: 1,
+        epsilon: 1e-5,
+        stash: DType::F32,
+    };
+    let y = b.op(ln, &[x, g, be]);
+    snap_gpu("layer_norm_rows", b.finish(&[y]));
+}

@@ -229,13 +229,7 @@ fn gpu_math_without_libm() {
     };
     let mut b = B::new(9);
     let x = b.input(&[3, 40]);
-    let y = b.op(
-        Softmax {
-            axis: 1,
-            log: true,
-        },
-        &[x],
-    );
+    let y = b.op(Softmax { axis: 1, log: true }, &[x]);
     let p = sim.gpu_program(&b.finish(&[y])).unwrap();
     let text = ptx::program_ptx(&p, &ptx::arch("sm_80").unwrap()).unwrap();
     assert!(text.contains("lg2.approx"), "{text}");

@@ -4,14 +4,17 @@
 //!   ([`tensor_core`]); any other becomes a shared-memory tiled SIMT
 //!   product ([`matmul`]).
 //! - A loop nest collapses its perfectly nested constant loops into one
-//!   index space with one thread per point, consecutive threads on
-//!   consecutive innermost indices (coalesced where the innermost index is
-//!   the contiguous one); the rest of the nest runs inside each thread.
+//!   index space. Where the rest is a row of sums and elementwise loops
+//!   (norms, softmax, reductions), each point is a block ([`rows`]);
+//!   otherwise each point is a thread, consecutive threads on consecutive
+//!   innermost indices (coalesced where the innermost index is the
+//!   contiguous one), and the rest of the nest runs inside each thread.
 //!
 //! Every mapped kernel keeps its buffers in order (new ones, shared tiles,
 //! go last), so a step's arguments stay valid.
 
 pub mod matmul;
+pub mod rows;
 pub mod tensor_core;
 
 use crate::lower::{Program, Step};
@@ -71,23 +74,30 @@ fn loops(k: &Kernel) -> Kernel {
         body = inner;
     }
     let total: i64 = dims.iter().map(|d| d.1.max(0)).product();
+    // Each collapsed loop variable from a flat index, innermost fastest.
+    let decompose = |flat: Expr| {
+        let mut at = Vec::new();
+        let mut stride = 1i64;
+        for (i, (v, n)) in dims.iter().enumerate().rev() {
+            let mut e = flat.clone();
+            if stride > 1 {
+                e = Expr::bin(BinOp::Div, e, Expr::Int(stride));
+            }
+            if i > 0 {
+                e = Expr::bin(BinOp::Rem, e, Expr::Int(*n));
+            }
+            at.push((v.clone(), e));
+            stride *= n;
+        }
+        at
+    };
+    if let Some(r) = rows::map(k, total as usize, &decompose, body) {
+        return r;
+    }
     let block = (total.max(1) as usize).next_multiple_of(32).min(LOOP_BLOCK);
     let blocks = (total.max(1) as usize).div_ceil(block);
     let gid = global_index(block);
-    // Each collapsed loop variable from the global index, innermost fastest.
-    let mut at = Vec::new();
-    let mut stride = 1i64;
-    for (i, (v, n)) in dims.iter().enumerate().rev() {
-        let mut e = gid.clone();
-        if stride > 1 {
-            e = Expr::bin(BinOp::Div, e, Expr::Int(stride));
-        }
-        if i > 0 {
-            e = Expr::bin(BinOp::Rem, e, Expr::Int(*n));
-        }
-        at.push((v.clone(), e));
-        stride *= n;
-    }
+    let at = decompose(gid.clone());
     let sub = |e: &Expr| {
         e.rewrite(&|x| match x {
             Expr::Var(v) => at.iter().find(|(n, _)| n == v).map(|(_, e)| e.clone()),
