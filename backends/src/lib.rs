@@ -1,7 +1,9 @@
 //! kiln's targets and backends. A backend turns a verified graph into something
-//! that runs: the reference interpreter (the oracle for the rest), and compiled
-//! CPU code through Cranelift (`cpu`, pure Rust) or LLVM (`cpu-llvm`). Targets are named on the command line;
-//! asking for one that is not built gives a clear error listing the ones that are.
+//! that runs: the reference interpreter (the oracle for the rest), compiled
+//! CPU code through Cranelift (`cpu`, pure Rust) or LLVM (`cpu-llvm`), and
+//! GPU kernels as PTX (`ptx`), run on the CPU (`gpu-sim`) or through the CUDA
+//! driver (`cuda`). Targets are named on the command line; asking for one
+//! that is not built gives a clear error listing the ones that are.
 
 #[cfg(feature = "cpu")]
 mod clif;
