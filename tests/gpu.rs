@@ -163,57 +163,60 @@ fn models_compile_to_ptx_that_ptxas_accepts() {
     }
 }
 
-/// bf16 matrix products (awkward sizes, a batch) run on tensor cores: the
-/// PTX holds `mma.sync` for sm_80 and sm_90 and ptxas takes it without
-/// spills, and gpu-sim's results match the interpreter to bf16 rounding.
+/// bf16 and f16 matrix products (awkward sizes, a batch) run on tensor
+/// cores: the PTX holds `mma.sync` for sm_80 and sm_90 and ptxas takes it
+/// without spills, and gpu-sim's results match the interpreter to
+/// half-precision rounding.
 #[test]
-fn bf16_matmul_runs_on_tensor_cores() {
+fn half_matmul_runs_on_tensor_cores() {
     use common::{random_inputs, B};
     use kiln_ir::op::MatMul;
-    for (i, &(batch, m, k, n)) in [
+    use kiln_ir::DType;
+    let shapes = [
         (1, 16, 16, 8),
         (1, 40, 72, 24),
         (1, 65, 33, 130),
         (3, 7, 20, 9),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut b = B::new(i as u64);
-        let x = b.input_of(kiln_ir::DType::BF16, &[batch, m, k]);
-        let w = b.input_of(kiln_ir::DType::BF16, &[batch, k, n]);
-        let mm = MatMul {
-            trans_a: false,
-            trans_b: false,
-        };
-        let y = b.op(mm, &[x, w]);
-        let g = b.finish(&[y]);
-        let sim = GpuSimBackend {
-            threads: 2,
-            arch: "sm_90",
-        };
-        let p = sim.gpu_program(&g).unwrap();
-        let kernels: Vec<&Kernel> = p.kernels().collect();
-        assert_eq!(kernels.len(), 1, "{g}");
-        let text = kernels[0].to_string();
-        assert!(text.contains("mma $"), "not on tensor cores:\n{text}");
-        for arch in ["sm_80", "sm_90"] {
-            let ptx = ptx::ptx(&kernels, &ptx::arch(arch).unwrap()).unwrap();
+    ];
+    for (dt, name) in [(DType::BF16, "bf16"), (DType::F16, "f16")] {
+        for (i, &(batch, m, k, n)) in shapes.iter().enumerate() {
+            let mut b = B::new(i as u64);
+            let x = b.input_of(dt, &[batch, m, k]);
+            let w = b.input_of(dt, &[batch, k, n]);
+            let mm = MatMul {
+                trans_a: false,
+                trans_b: false,
+            };
+            let y = b.op(mm, &[x, w]);
+            let g = b.finish(&[y]);
+            let sim = GpuSimBackend {
+                threads: 2,
+                arch: "sm_90",
+            };
+            let p = sim.gpu_program(&g).unwrap();
+            let kernels: Vec<&Kernel> = p.kernels().collect();
+            assert_eq!(kernels.len(), 1, "{g}");
+            let text = kernels[0].to_string();
             assert!(
-                ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"),
-                "{arch}: no mma.sync"
+                text.contains("mma $"),
+                "{name}: not on tensor cores:\n{text}"
             );
-            for (kn, r) in assemble(&format!("bf16_mm{i}"), &ptx, arch) {
-                assert_eq!(r.spill_bytes, 0, "{arch}: {kn} spills: {r:?}");
+            let want_mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{name}.{name}.f32");
+            for arch in ["sm_80", "sm_90"] {
+                let ptx = ptx::ptx(&kernels, &ptx::arch(arch).unwrap()).unwrap();
+                assert!(ptx.contains(&want_mma), "{name} {arch}: no {want_mma}");
+                for (kn, r) in assemble(&format!("{name}_mm{i}"), &ptx, arch) {
+                    assert_eq!(r.spill_bytes, 0, "{arch}: {kn} spills: {r:?}");
+                }
             }
+            let ins = random_inputs(&g, 3);
+            let want = interp::run(&g, &ins).unwrap();
+            let exe = sim.executor(&g).unwrap();
+            let ordered: Vec<&Tensor> = g.inputs.iter().map(|v| &ins[&g.value(*v).name]).collect();
+            let got = exe.run(&ordered).unwrap();
+            let e = max_rel(&want[0], &got[0]);
+            assert!(e <= 1e-2, "{name} {batch}x{m}x{k}x{n}: error {e}");
         }
-        let ins = random_inputs(&g, 3);
-        let want = interp::run(&g, &ins).unwrap();
-        let exe = sim.executor(&g).unwrap();
-        let ordered: Vec<&Tensor> = g.inputs.iter().map(|v| &ins[&g.value(*v).name]).collect();
-        let got = exe.run(&ordered).unwrap();
-        let e = max_rel(&want[0], &got[0]);
-        assert!(e <= 1e-2, "{batch}x{m}x{k}x{n}: error {e}");
     }
 }
 

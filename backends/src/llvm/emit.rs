@@ -462,16 +462,15 @@ impl<'m, 'k> Func<'m, 'k> {
     }
 
     /// A warp's `mma.sync.m16n8k16.row.col` step: each lane loads its A and
-    /// B fragments (pairs of K-adjacent bf16 as one `i32`) from shared
-    /// memory at the PTX fragment positions, then updates its four sums.
+    /// B fragments (pairs of K-adjacent halves: one `i32` for bf16, a
+    /// `<2 x half>` for f16) from shared memory at the PTX fragment
+    /// positions, then updates its four sums.
     fn mma(&mut self, m: &Mma) -> Result<(), String> {
-        if self.k.buf(m.a).dtype != DType::BF16 {
-            return Err(format!(
-                "kernel '{}': mma on {} is not emitted yet (bf16 only)",
-                self.k.name,
-                self.k.buf(m.a).dtype
-            ));
-        }
+        let (f, frag) = match self.k.buf(m.a).dtype {
+            DType::BF16 => ("@llvm.nvvm.mma.m16n8k16.row.col.bf16", "i32"),
+            DType::F16 => ("@llvm.nvvm.mma.m16n8k16.row.col.f32.f32", "<2 x half>"),
+            d => return Err(format!("kernel '{}': mma on {d}", self.k.name)),
+        };
         let tid = self
             .vars
             .get("threadIdx.x")
@@ -499,7 +498,15 @@ impl<'m, 'k> Func<'m, 'k> {
             let k = self.ins("bk", &format!("add i64 {k}, {dk}"));
             regs.push(self.pair(m.b, &n, &k));
         }
-        let mut args: Vec<String> = regs.iter().map(|r| format!("i32 {r}")).collect();
+        let mut args = Vec::new();
+        for r in &regs {
+            let v = if frag == "i32" {
+                r.clone()
+            } else {
+                self.ins("frag", &format!("bitcast i32 {r} to {frag}"))
+            };
+            args.push(format!("{frag} {v}"));
+        }
         for acc in &m.acc {
             let (slot, _) = self
                 .locals
@@ -510,9 +517,8 @@ impl<'m, 'k> Func<'m, 'k> {
             args.push(format!("float {v}"));
         }
         let ret = "{ float, float, float, float }";
-        let f = "@llvm.nvvm.mma.m16n8k16.row.col.bf16";
         self.m.declare(&format!(
-            "declare {ret} {f}(i32, i32, i32, i32, i32, i32, float, float, float, float)"
+            "declare {ret} {f}({frag}, {frag}, {frag}, {frag}, {frag}, {frag}, float, float, float, float)"
         ));
         let d = self.ins("d", &format!("call {ret} {f}({})", args.join(", ")));
         for (i, acc) in m.acc.iter().enumerate() {

@@ -1,4 +1,5 @@
-//! A bf16 matrix product on tensor cores (`mma.sync` m16n8k16, f32 sums):
+//! A bf16 or f16 matrix product on tensor cores (`mma.sync` m16n8k16, f32
+//! sums):
 //! each block computes a `BM x BN` output tile with four warps in a 2 x 2
 //! arrangement, each warp a 32 x 32 tile as 2 x 4 `mma` tiles (32 sums per
 //! lane). A and B are staged through shared memory `BK` = 16 K steps at a
@@ -26,12 +27,14 @@ pub const THREADS: usize = 128;
 const MI: usize = 2;
 const NJ: usize = 4;
 
-/// The half-precision operand under an operand's cast to f32, when it is a
-/// load from a bf16 buffer.
-fn bf16_operand(k: &Kernel, op: &Operand) -> Option<Expr> {
+/// The half-precision operand under an operand's cast to f32, with its
+/// dtype, when it is a load from a bf16 or f16 buffer.
+fn half_operand(k: &Kernel, op: &Operand) -> Option<(Expr, DType)> {
     match op {
         Operand::Expr(Expr::Cast(DType::F32, inner)) => match &**inner {
-            Expr::Load(b, _) if k.buf(*b).dtype == DType::BF16 => Some((**inner).clone()),
+            Expr::Load(b, _) if matches!(k.buf(*b).dtype, DType::BF16 | DType::F16) => {
+                Some(((**inner).clone(), k.buf(*b).dtype))
+            }
             _ => None,
         },
         _ => None,
@@ -39,16 +42,19 @@ fn bf16_operand(k: &Kernel, op: &Operand) -> Option<Expr> {
 }
 
 /// The tensor-core kernel for `k` (body the matrix product `g`), when both
-/// operands are bf16 loads.
+/// operands are loads of the same half-precision dtype.
 pub fn mma(k: &Kernel, g: &Gemm) -> Option<Kernel> {
-    let (a, b) = (bf16_operand(k, &g.a)?, bf16_operand(k, &g.b)?);
+    let ((a, da), (b, db)) = (half_operand(k, &g.a)?, half_operand(k, &g.b)?);
+    if da != db {
+        return None;
+    }
     let (m_ext, n_ext, k_ext) = (g.m.1, g.n.1, g.k.1);
     let mut bufs = k.bufs.clone();
     let mut shared = |name: &str| {
         let id = BufId(bufs.len() as u32);
         bufs.push(Buf {
             name: name.into(),
-            dtype: DType::BF16,
+            dtype: da,
             shape: vec![BM.max(BN), BK],
             role: Role::Shared,
         });
@@ -64,7 +70,7 @@ pub fn mma(k: &Kernel, g: &Gemm) -> Option<Kernel> {
     let (batch, batches) = batch_vars(g);
     let lt = |a: Expr, n: usize| bin(BinOp::Lt, a, int(n));
     let clamp = |a: Expr, n: usize| bin(BinOp::Min, a, int(n.max(1) - 1));
-    let zero = Expr::lit(DType::BF16, 0.0);
+    let zero = Expr::lit(da, 0.0);
     let c = |i: usize, j: usize, e: usize| format!("mma_c{i}_{j}_{e}");
 
     let mut body = Vec::new();
