@@ -83,6 +83,59 @@ pub(super) fn store_one(g: &Gemm, batch: &[(&str, Expr)], (m, n): (Expr, Expr), 
     }
 }
 
+/// One axis of an operand tile: the product's loop variable it walks, the
+/// tile's origin along it, and the product's extent there.
+pub(super) type Axis<'a> = (&'a str, Expr, usize);
+
+/// `for var in 0..count { buf[..] = .. }` staging an operand tile into
+/// shared memory: element `e = threadIdx.x + threads * var` of the tile is
+/// `(o, i) = (e / inner, e % inner)` along the axes `outer` and `inner_axis`
+/// (consecutive threads on consecutive `i`), stored at `[o, i]` or, with
+/// `transpose`, `[i, o]`. Past the product's edges a clamped element is read
+/// and `zero` selected, so no thread reads out of bounds.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn stage(
+    (var, count, threads): (&str, usize, usize),
+    inner: usize,
+    operand: &Expr,
+    batch: &[(&str, Expr)],
+    outer: Axis,
+    inner_axis: Axis,
+    (buf, transpose): (BufId, bool),
+    zero: Expr,
+) -> Stmt {
+    let e = Expr::plus(
+        Expr::var("threadIdx.x"),
+        Expr::times(Expr::var(var), int(threads)),
+    );
+    let (o, i) = (
+        bin(BinOp::Div, e.clone(), int(inner)),
+        bin(BinOp::Rem, e, int(inner)),
+    );
+    let (og, ig) = (
+        Expr::plus(outer.1, o.clone()),
+        Expr::plus(inner_axis.1, i.clone()),
+    );
+    let clamp = |a: Expr, n: usize| bin(BinOp::Min, a, int(n.max(1) - 1));
+    let mut vars = batch.to_vec();
+    vars.push((outer.0, clamp(og.clone(), outer.2)));
+    vars.push((inner_axis.0, clamp(ig.clone(), inner_axis.2)));
+    let inside = bin(
+        BinOp::And,
+        bin(BinOp::Lt, og, int(outer.2)),
+        bin(BinOp::Lt, ig, int(inner_axis.2)),
+    );
+    Stmt::For {
+        var: var.into(),
+        extent: int(count),
+        body: vec![Stmt::Store {
+            buf,
+            index: if transpose { vec![i, o] } else { vec![o, i] },
+            value: Expr::select(inside, bind(operand, &vars), zero),
+        }],
+    }
+}
+
 /// Replaces loop variables by expressions.
 pub(super) fn bind(e: &Expr, vars: &[(&str, Expr)]) -> Expr {
     e.rewrite(&|x| match x {
@@ -136,64 +189,28 @@ pub fn simt(k: &Kernel, g: &Gemm) -> Result<Kernel, String> {
     }
     let kt = Expr::var("mm_kt");
     let k0 = Expr::times(kt.clone(), int(BK));
-    let lt = |a: Expr, n: usize| bin(BinOp::Lt, a, int(n));
-    let clamp = |a: Expr, n: usize| bin(BinOp::Min, a, int(n.max(1) - 1));
     let zero = Expr::lit(DType::F32, 0.0);
-    let loads_per_thread = BM * BK / THREADS;
-    // A tile: element e = t + THREADS * r is row e / BK, K step e % BK.
-    let e = Expr::plus(t.clone(), Expr::times(Expr::var("mm_ra"), int(THREADS)));
-    let (row, kk) = (
-        bin(BinOp::Div, e.clone(), int(BK)),
-        bin(BinOp::Rem, e, int(BK)),
-    );
-    let (mg, kg) = (
-        Expr::plus(m0.clone(), row.clone()),
-        Expr::plus(k0.clone(), kk.clone()),
-    );
-    let mut vars = batch.clone();
-    vars.push((g.m.0.as_str(), clamp(mg.clone(), m_ext)));
-    vars.push((g.k.0.as_str(), clamp(kg.clone(), k_ext)));
-    let a_val = Expr::select(
-        bin(BinOp::And, lt(mg, m_ext), lt(kg, k_ext)),
-        bind(&a, &vars),
+    // A tile stored K-major ([k][m]) so a thread's TM values sit together.
+    let load_a = stage(
+        ("mm_ra", BM * BK / THREADS, THREADS),
+        BK,
+        &a,
+        &batch,
+        (&g.m.0, m0.clone(), m_ext),
+        (&g.k.0, k0.clone(), k_ext),
+        (a_s, true),
         zero.clone(),
     );
-    let load_a = Stmt::For {
-        var: "mm_ra".into(),
-        extent: int(loads_per_thread),
-        body: vec![Stmt::Store {
-            buf: a_s,
-            index: vec![kk, row],
-            value: a_val,
-        }],
-    };
-    // B tile: element e is K step e / BN, column e % BN.
-    let e = Expr::plus(t.clone(), Expr::times(Expr::var("mm_rb"), int(THREADS)));
-    let (kk, col) = (
-        bin(BinOp::Div, e.clone(), int(BN)),
-        bin(BinOp::Rem, e, int(BN)),
-    );
-    let (kg, ng) = (
-        Expr::plus(k0, kk.clone()),
-        Expr::plus(n0.clone(), col.clone()),
-    );
-    let mut vars = batch.clone();
-    vars.push((g.k.0.as_str(), clamp(kg.clone(), k_ext)));
-    vars.push((g.n.0.as_str(), clamp(ng.clone(), n_ext)));
-    let b_val = Expr::select(
-        bin(BinOp::And, lt(kg, k_ext), lt(ng, n_ext)),
-        bind(&b, &vars),
+    let load_b = stage(
+        ("mm_rb", BK * BN / THREADS, THREADS),
+        BN,
+        &b,
+        &batch,
+        (&g.k.0, k0, k_ext),
+        (&g.n.0, n0.clone(), n_ext),
+        (b_s, false),
         zero,
     );
-    let load_b = Stmt::For {
-        var: "mm_rb".into(),
-        extent: int(BK * BN / THREADS),
-        body: vec![Stmt::Store {
-            buf: b_s,
-            index: vec![kk, col],
-            value: b_val,
-        }],
-    };
     // The register tile over one stage.
     let kk = Expr::var("mm_kk");
     let mut step = Vec::new();

@@ -9,7 +9,7 @@
 //! product's value and mask to each lane's sums where they lie inside the
 //! output.
 
-use super::matmul::{batch_vars, bin, bind, int, store_one};
+use super::matmul::{batch_vars, bin, int, stage, store_one};
 use kiln_ir::kernel::{
     BinOp, Buf, BufId, Expr, Gemm, Kernel, Launch, Mma, Operand, Role, Schedule, Stmt,
 };
@@ -68,8 +68,6 @@ pub fn mma(k: &Kernel, g: &Gemm) -> Option<Kernel> {
     let m0 = Expr::times(Expr::var("blockIdx.y"), int(BM));
     let n0 = Expr::times(Expr::var("blockIdx.x"), int(BN));
     let (batch, batches) = batch_vars(g);
-    let lt = |a: Expr, n: usize| bin(BinOp::Lt, a, int(n));
-    let clamp = |a: Expr, n: usize| bin(BinOp::Min, a, int(n.max(1) - 1));
     let zero = Expr::lit(da, 0.0);
     let c = |i: usize, j: usize, e: usize| format!("mma_c{i}_{j}_{e}");
 
@@ -86,62 +84,31 @@ pub fn mma(k: &Kernel, g: &Gemm) -> Option<Kernel> {
         }
     }
     let k0 = Expr::times(Expr::var("mma_kt"), int(BK));
-    // A: element e = t + THREADS * r is row e / BK, K step e % BK.
-    let e = Expr::plus(t.clone(), Expr::times(Expr::var("mma_ra"), int(THREADS)));
-    let (row, kk) = (
-        bin(BinOp::Div, e.clone(), int(BK)),
-        bin(BinOp::Rem, e, int(BK)),
+    // A as [m][k]; B read along N, stored transposed as [n][k].
+    let load_a = stage(
+        ("mma_ra", BM * BK / THREADS, THREADS),
+        BK,
+        &a,
+        &batch,
+        (&g.m.0, m0.clone(), m_ext),
+        (&g.k.0, k0.clone(), k_ext),
+        (a_s, false),
+        zero.clone(),
     );
-    let (mg, kg) = (
-        Expr::plus(m0.clone(), row.clone()),
-        Expr::plus(k0.clone(), kk.clone()),
+    let load_b = stage(
+        ("mma_rb", BK * BN / THREADS, THREADS),
+        BN,
+        &b,
+        &batch,
+        (&g.k.0, k0, k_ext),
+        (&g.n.0, n0.clone(), n_ext),
+        (b_s, true),
+        zero,
     );
-    let mut vars = batch.clone();
-    vars.push((g.m.0.as_str(), clamp(mg.clone(), m_ext)));
-    vars.push((g.k.0.as_str(), clamp(kg.clone(), k_ext)));
-    let load_a = Stmt::For {
-        var: "mma_ra".into(),
-        extent: int(BM * BK / THREADS),
-        body: vec![Stmt::Store {
-            buf: a_s,
-            index: vec![row, kk],
-            value: Expr::select(
-                bin(BinOp::And, lt(mg, m_ext), lt(kg, k_ext)),
-                bind(&a, &vars),
-                zero.clone(),
-            ),
-        }],
-    };
-    // B: element e is K step e / BN, column e % BN, stored at [column][K].
-    let e = Expr::plus(t.clone(), Expr::times(Expr::var("mma_rb"), int(THREADS)));
-    let (kk, col) = (
-        bin(BinOp::Div, e.clone(), int(BN)),
-        bin(BinOp::Rem, e, int(BN)),
-    );
-    let (kg, ng) = (
-        Expr::plus(k0, kk.clone()),
-        Expr::plus(n0.clone(), col.clone()),
-    );
-    let mut vars = batch.clone();
-    vars.push((g.k.0.as_str(), clamp(kg.clone(), k_ext)));
-    vars.push((g.n.0.as_str(), clamp(ng.clone(), n_ext)));
-    let load_b = Stmt::For {
-        var: "mma_rb".into(),
-        extent: int(BK * BN / THREADS),
-        body: vec![Stmt::Store {
-            buf: b_s,
-            index: vec![col, kk],
-            value: Expr::select(
-                bin(BinOp::And, lt(kg, k_ext), lt(ng, n_ext)),
-                bind(&b, &vars),
-                zero,
-            ),
-        }],
-    };
-    let mut stage = vec![load_a, load_b, Stmt::Barrier];
+    let mut steps = vec![load_a, load_b, Stmt::Barrier];
     for i in 0..MI {
         for j in 0..NJ {
-            stage.push(Stmt::Mma(Box::new(Mma {
+            steps.push(Stmt::Mma(Box::new(Mma {
                 a: a_s,
                 a_at: [Expr::plus(wm.clone(), int(16 * i)), int(0)],
                 b: b_s,
@@ -150,11 +117,11 @@ pub fn mma(k: &Kernel, g: &Gemm) -> Option<Kernel> {
             })));
         }
     }
-    stage.push(Stmt::Barrier);
+    steps.push(Stmt::Barrier);
     body.push(Stmt::For {
         var: "mma_kt".into(),
         extent: int(k_ext.div_ceil(BK)),
-        body: stage,
+        body: steps,
     });
     // Epilogue: lane l's sum e of tile (i, j) is element
     // (l / 4 + 8 (e / 2), 2 (l % 4) + e % 2) of that tile.
