@@ -7,6 +7,7 @@
 //! outputs back. Intermediates live in one device arena placed by the same
 //! memory plan as on the CPU.
 
+use crate::runtime::{ordered_inputs, StepTimes};
 use crate::{Backend, Executable, TargetError};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
@@ -53,7 +54,7 @@ pub struct CudaExecutable {
     /// Each constant slot's device copy.
     consts: Vec<Option<CudaSlice<u8>>>,
     arena: Mutex<CudaSlice<u8>>,
-    times: Mutex<Vec<f64>>,
+    times: StepTimes,
 }
 
 impl CudaBackend {
@@ -130,7 +131,7 @@ impl CudaBackend {
             funcs,
             consts,
             arena: Mutex::new(arena),
-            times: Mutex::new(Vec::new()),
+            times: StepTimes::default(),
         })
     }
 }
@@ -234,11 +235,7 @@ impl CudaExecutable {
             *time = t0.elapsed().as_secs_f64();
         }
         drop(guards);
-        {
-            let mut acc = self.times.lock().unwrap_or_else(|e| e.into_inner());
-            acc.resize(times.len(), 0.0);
-            acc.iter_mut().zip(&times).for_each(|(a, t)| *a += t);
-        }
+        self.times.add(&times);
         let mut outs = Vec::new();
         for &o in &p.outputs {
             let ty = &p.slots[o].ty;
@@ -269,37 +266,12 @@ impl CudaExecutable {
 
 impl Executable for CudaExecutable {
     fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, TargetError> {
-        let p = &self.program;
-        let ordered: Vec<&Tensor> = p
-            .inputs
-            .iter()
-            .map(|&s| {
-                let name = &p.slots[s].name;
-                inputs
-                    .get(name)
-                    .ok_or_else(|| TargetError::Backend(format!("missing input '{name}'")))
-            })
-            .collect::<Result<_, _>>()?;
+        let ordered = ordered_inputs(&self.program, inputs).map_err(TargetError::Backend)?;
         self.run_ordered(&ordered)
     }
 
     fn take_step_times(&self) -> Vec<(String, f64)> {
-        let mut acc = self.times.lock().unwrap_or_else(|e| e.into_inner());
-        let out = self
-            .program
-            .steps
-            .iter()
-            .zip(acc.iter())
-            .map(|(st, t)| {
-                let name = match st {
-                    Step::Kernel { kernel, .. } => kernel.name.clone(),
-                    Step::Host { name, .. } => name.clone(),
-                };
-                (name, *t)
-            })
-            .collect();
-        acc.clear();
-        out
+        self.times.take(&self.program)
     }
 }
 

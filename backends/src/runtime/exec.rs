@@ -32,7 +32,7 @@ pub struct Executor {
     scratch_stride: usize,
     pool: Pool,
     /// Seconds spent in each step, summed over runs (`kiln bench --profile`).
-    times: Mutex<Vec<f64>>,
+    times: super::StepTimes,
     /// Whatever owns the machine code behind `fns`.
     _code: Box<dyn Any + Send + Sync>,
 }
@@ -94,7 +94,7 @@ impl Executor {
             memory,
             scratch_stride: scratch,
             pool,
-            times: Mutex::new(Vec::new()),
+            times: super::StepTimes::default(),
             _code: code,
         })
     }
@@ -112,22 +112,7 @@ impl Executor {
     /// Seconds spent in each step so far, summed over runs, with the step's
     /// name; and resets the sums.
     pub fn take_times(&self) -> Vec<(String, f64)> {
-        let mut acc = self.times.lock().unwrap_or_else(|e| e.into_inner());
-        let out = self
-            .program
-            .steps
-            .iter()
-            .zip(acc.iter())
-            .map(|(s, t)| {
-                let name = match s {
-                    Step::Kernel { kernel, .. } => kernel.name.clone(),
-                    Step::Host { name, .. } => format!("host {name}"),
-                };
-                (name, *t)
-            })
-            .collect();
-        acc.clear();
-        out
+        self.times.take(&self.program)
     }
 
     /// Runs on inputs by name; returns the outputs in order.
@@ -135,18 +120,7 @@ impl Executor {
         &self,
         inputs: &std::collections::HashMap<String, Tensor>,
     ) -> Result<Vec<Tensor>, String> {
-        let p = &self.program;
-        let ordered: Vec<&Tensor> = p
-            .inputs
-            .iter()
-            .map(|&s| {
-                let name = &p.slots[s].name;
-                inputs
-                    .get(name)
-                    .ok_or_else(|| format!("missing input '{name}'"))
-            })
-            .collect::<Result<_, _>>()?;
-        self.run(&ordered)
+        self.run(&super::ordered_inputs(&self.program, inputs)?)
     }
 
     /// Runs on the graph inputs (in order); returns the outputs in order.
@@ -267,11 +241,7 @@ impl Executor {
             }
             *time = t0.elapsed().as_secs_f64();
         }
-        {
-            let mut acc = self.times.lock().unwrap_or_else(|e| e.into_inner());
-            acc.resize(times.len(), 0.0);
-            acc.iter_mut().zip(&times).for_each(|(a, t)| *a += t);
-        }
+        self.times.add(&times);
         p.outputs
             .iter()
             .map(|&o| {

@@ -5,10 +5,12 @@
 mod exec;
 mod mem;
 mod pool;
+mod steps;
 
 pub use exec::Executor;
 pub use mem::AlignedBuf;
 pub use pool::Pool;
+pub use steps::{ordered_inputs, StepTimes};
 
 /// A compiled kernel's entry: buffer pointers, the task range `lo..hi`, and
 /// this thread's scratch memory.

@@ -34,9 +34,6 @@ impl Kernel {
     /// buffers must be allocated by the caller. Fails on an out-of-range index.
     /// A GPU kernel (one with a launch) runs as its `simt::to_cpu` form.
     pub fn eval(&self, bufs: &mut [Vec<f64>]) -> Result<(), String> {
-        if self.schedule.launch.is_some() {
-            return self.eval_gpu(bufs);
-        }
         if bufs.len() != self.bufs.len() {
             return Err(format!(
                 "kernel '{}' takes {} buffers, got {}",
@@ -44,6 +41,9 @@ impl Kernel {
                 self.bufs.len(),
                 bufs.len()
             ));
+        }
+        if self.schedule.launch.is_some() {
+            return self.eval_gpu(bufs);
         }
         let mut env = Env {
             k: self,
@@ -67,14 +67,6 @@ impl Kernel {
     }
 
     fn eval_gpu(&self, bufs: &mut [Vec<f64>]) -> Result<(), String> {
-        if bufs.len() != self.bufs.len() {
-            return Err(format!(
-                "kernel '{}' takes {} buffers, got {}",
-                self.name,
-                self.bufs.len(),
-                bufs.len()
-            ));
-        }
         let cpu = super::simt::to_cpu(self).map_err(|e| e.to_string())?;
         // Scratch of the CPU form (shared memory, per-thread slices) is
         // sized for it, not as the caller sized the GPU kernel's.
