@@ -49,7 +49,21 @@ fn hand_written() -> Vec<Kernel> {
            barrier\n\
          }\n\
          }\nschedule {\n  launch grid 1 1 1 block 32 1 1\n}\n";
-    [sum.as_str(), rev]
+    let mut warp = String::from(
+        "kernel \"warp_sum\"(%x: in f32[64], %n: in i32[64], %y: out f32[2], %c: out i32[2]) {\n\
+         let $v: f32 = %x[(add (mul blockIdx.x 32) threadIdx.x)]\n\
+         let $k: i32 = %n[(add (mul blockIdx.x 32) threadIdx.x)]\n\
+         let $o: f32 = f32:0.0\n\
+         let $p: i32 = i32:0\n",
+    );
+    for xor in [16, 8, 4, 2, 1] {
+        warp += &format!(
+            "shfl $o = $v xor {xor}\n$v = (add $v $o)\nshfl $p = $k xor {xor}\n$k = (max $k $p)\n"
+        );
+    }
+    warp += "if (eq threadIdx.x 0) {\n  %y[blockIdx.x] = $v\n  %c[blockIdx.x] = $k\n}\n\
+             }\nschedule {\n  launch grid 2 1 1 block 32 1 1\n}\n";
+    [sum.as_str(), rev, &warp]
         .iter()
         .map(|t| Kernel::parse(t).unwrap_or_else(|e| panic!("{e}\n{t}")))
         .collect()
@@ -68,13 +82,29 @@ fn hand_written_kernels_assemble_for_every_arch_without_spills() {
             text.contains(".shared"),
             "{arch}: no shared memory in\n{text}"
         );
+        let shuffles = text.matches("shfl.sync.bfly.b32").count();
+        assert_eq!(shuffles, 10, "{arch}: f32 and i32 shuffles in\n{text}");
         let reports = assemble("hand_written", &text, arch);
         let names: Vec<&str> = reports.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(names.len(), 2, "{arch}: ptxas reported {names:?}");
+        assert_eq!(names.len(), 3, "{arch}: ptxas reported {names:?}");
         for (k, r) in &reports {
             assert_eq!(r.spill_bytes, 0, "{arch}: {k} spills: {r:?}");
             assert!(r.registers > 0, "{arch}: {k}: no register count: {r:?}");
         }
+    }
+}
+
+/// The warp sum's shuffles (f32 sum, i32 max) as the simulation runs them.
+#[test]
+fn warp_shuffles_reduce_each_warp() {
+    let k = &hand_written()[2];
+    let x: Vec<f64> = (0..64).map(|i| ((i * 7 % 19) as f64) - 9.0).collect();
+    let n: Vec<f64> = (0..64).map(|i| ((i * 11 % 61) as f64) - 30.0).collect();
+    let mut bufs = vec![x.clone(), n.clone(), vec![0.0; 2], vec![0.0; 2]];
+    k.eval(&mut bufs).unwrap();
+    for (w, (xs, ns)) in x.chunks(32).zip(n.chunks(32)).enumerate() {
+        assert_eq!(bufs[2][w], xs.iter().sum::<f64>(), "warp {w}");
+        assert_eq!(bufs[3][w], ns.iter().cloned().fold(f64::MIN, f64::max));
     }
 }
 

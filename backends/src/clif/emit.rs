@@ -231,9 +231,9 @@ impl Func<'_, '_> {
                 self.b.ins().jump(join, &[]);
                 self.b.switch_to_block(join);
             }
-            Stmt::Barrier | Stmt::Mma(_) => {
+            Stmt::Barrier | Stmt::Mma(_) | Stmt::Shuffle { .. } => {
                 return Err(format!(
-                    "kernel '{}': a barrier in a CPU kernel",
+                    "kernel '{}': a GPU-only statement in a CPU kernel",
                     self.k.name
                 ))
             }

@@ -451,9 +451,23 @@ impl<'m, 'k> Func<'m, 'k> {
                 self.m.declare(&format!("declare void {b}(i32)"));
                 self.line(&format!("call void {b}(i32 0)"));
             }
-            Stmt::Barrier => {
+            Stmt::Shuffle { name, value, xor } if self.gpu() => {
+                let (v, d) = self.expr(value)?;
+                let (f, ty) = match d {
+                    DType::F32 => ("@llvm.nvvm.shfl.sync.bfly.f32", "float"),
+                    _ => ("@llvm.nvvm.shfl.sync.bfly.i32", "i32"),
+                };
+                self.m
+                    .declare(&format!("declare {ty} {f}(i32, {ty}, i32, i32)"));
+                let r = self.ins(
+                    "shfl",
+                    &format!("call {ty} {f}(i32 -1, {ty} {v}, i32 {xor}, i32 31)"),
+                );
+                self.set_local(name, d, &r);
+            }
+            Stmt::Barrier | Stmt::Shuffle { .. } => {
                 return Err(format!(
-                    "kernel '{}': a barrier in a CPU kernel",
+                    "kernel '{}': a GPU-only statement in a CPU kernel",
                     self.k.name
                 ))
             }

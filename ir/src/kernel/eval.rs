@@ -135,7 +135,7 @@ impl Env<'_> {
                     self.block(body, bufs)?;
                 }
             }
-            Stmt::Barrier | Stmt::Mma(_) => {
+            Stmt::Barrier | Stmt::Mma(_) | Stmt::Shuffle { .. } => {
                 return Err("a GPU-only statement outside a GPU kernel".into())
             }
         }

@@ -23,7 +23,8 @@
 //! thread of a grid of blocks, reads the reserved variables `threadIdx.x|y|z`
 //! and `blockIdx.x|y|z`, may hold `shared` buffers (one per block) and
 //! `barrier`s (every thread of the block waits there; only in control flow
-//! that is the same for the whole block). `simt::to_cpu` gives its meaning as
+//! that is the same for the whole block), warp-level tensor-core steps
+//! (`mma`) and butterfly shuffles (`shfl`). `simt::to_cpu` gives its meaning as
 //! a CPU kernel, which is how the evaluator and `gpu-sim` run it.
 
 mod eval;
@@ -148,6 +149,11 @@ pub enum Stmt {
     /// GPU kernels, a warp-wide tensor-core step (`mma.sync` m16n8k16, f32
     /// sums): see [`Mma`].
     Mma(Box<Mma>),
+    /// GPU kernels, a warp-wide butterfly exchange (`shfl.sync.bfly`): every
+    /// lane evaluates `value` (f32 or i32), and local `name` of lane `l`
+    /// takes the value of lane `l ^ xor` (`xor` 1, 2, 4, 8 or 16). Only where
+    /// the whole block arrives, in blocks of whole warps.
+    Shuffle { name: String, value: Expr, xor: u32 },
 }
 
 /// `D = A B + C` for one warp over a 16 x 8 tile and 16 K steps, A and B
@@ -197,6 +203,11 @@ impl Stmt {
             Stmt::Set { name, value } => Stmt::Set {
                 name: name.clone(),
                 value: f(value),
+            },
+            Stmt::Shuffle { name, value, xor } => Stmt::Shuffle {
+                name: name.clone(),
+                value: f(value),
+                xor: *xor,
             },
             Stmt::Store { buf, index, value } => Stmt::Store {
                 buf: *buf,
@@ -334,7 +345,9 @@ impl Kernel {
                         expr(extent, used);
                         block(body, used);
                     }
-                    Stmt::Let { init: e, .. } | Stmt::Set { value: e, .. } => expr(e, used),
+                    Stmt::Let { init: e, .. }
+                    | Stmt::Set { value: e, .. }
+                    | Stmt::Shuffle { value: e, .. } => expr(e, used),
                     Stmt::If { cond, body } => {
                         expr(cond, used);
                         block(body, used);

@@ -344,6 +344,18 @@ impl Parser<'_> {
                     Ok(Stmt::If { cond, body })
                 }
                 "barrier" => Ok(Stmt::Barrier),
+                "shfl" => {
+                    self.expect("$")?;
+                    let name = self.word()?;
+                    self.expect("=")?;
+                    let value = self.expr()?;
+                    self.keyword("xor")?;
+                    let w = self.word()?;
+                    let Ok(xor) = w.parse() else {
+                        return self.err(format!("shfl lane mask '{w}' is not a number"));
+                    };
+                    Ok(Stmt::Shuffle { name, value, xor })
+                }
                 "mma" => {
                     let mut acc: [String; 4] = Default::default();
                     for a in acc.iter_mut() {

@@ -106,6 +106,9 @@ fn stmt(k: &Kernel, s: &Stmt, depth: usize, out: &mut String) {
             out.push_str("}\n");
         }
         Stmt::Barrier => out.push_str("barrier\n"),
+        Stmt::Shuffle { name, value, xor } => {
+            let _ = writeln!(out, "shfl ${name} = {} xor {xor}", expr(k, value));
+        }
         Stmt::Mma(m) => {
             let _ = writeln!(
                 out,

@@ -7,7 +7,10 @@
 //! a barrier become scratch with one slice per thread of the block. Loops that contain a barrier have the
 //! same extent in every thread (the verifier's rule) and wrap their pieces.
 //! A warp's tensor-core step (`mma`) is a piece of its own, computed per warp
-//! from shared memory into the lanes' sums as PTX lays them out.
+//! from shared memory into the lanes' sums as PTX lays them out. A warp
+//! shuffle is a store of every lane's value to a block-wide array, a
+//! barrier, and a read of the partner lane's slot (one array per shuffle,
+//! so a later shuffle never overwrites what an earlier one still reads).
 //! The reference evaluator and the `gpu-sim` target run GPU kernels this way.
 
 use super::{BinOp, Buf, BufId, Expr, Kernel, Launch, Mma, Role, Schedule, Stmt, GPU_VARS};
@@ -45,6 +48,7 @@ pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
         .launch
         .ok_or_else(|| err("not a GPU kernel (no launch)".into()))?;
     k.verify()?;
+    let k = &exchange_shuffles(k);
     let pieces = split(&k.body).map_err(err)?;
 
     // Locals declared in one piece and used in another live in arrays.
@@ -126,6 +130,76 @@ pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
     Ok(cpu)
 }
 
+/// `k` with each shuffle replaced by a store of the lane's value into a
+/// shared array of its own, a barrier, and a read of the partner's slot
+/// (`t ^ m` is `t + m` where bit `m` of `t` is clear, else `t - m`).
+fn exchange_shuffles(k: &Kernel) -> Kernel {
+    fn block(
+        body: &[Stmt],
+        bufs: &mut Vec<Buf>,
+        threads: usize,
+        lets: &mut HashMap<String, DType>,
+    ) -> Vec<Stmt> {
+        let mut out = Vec::new();
+        for s in body {
+            if let Stmt::Let { name, dtype, .. } = s {
+                lets.insert(name.clone(), *dtype);
+            }
+            match s {
+                Stmt::Shuffle { name, value, xor } => {
+                    let buf = BufId(bufs.len() as u32);
+                    let mut bname = format!("shfl{}", bufs.len());
+                    while bufs.iter().any(|b| b.name == bname) {
+                        bname.push('_');
+                    }
+                    bufs.push(Buf {
+                        name: bname,
+                        dtype: lets.get(name).copied().unwrap_or(DType::F32),
+                        shape: vec![threads],
+                        role: Role::Shared,
+                    });
+                    let (t, m) = (Expr::var("threadIdx.x"), Expr::Int(*xor as i64));
+                    let bit = Expr::bin(
+                        BinOp::Rem,
+                        Expr::bin(BinOp::Div, t.clone(), m.clone()),
+                        Expr::Int(2),
+                    );
+                    let partner = Expr::bin(
+                        BinOp::Sub,
+                        Expr::plus(t.clone(), m.clone()),
+                        Expr::times(Expr::Int(2 * *xor as i64), bit),
+                    );
+                    out.push(Stmt::Store {
+                        buf,
+                        index: vec![t],
+                        value: value.clone(),
+                    });
+                    out.push(Stmt::Barrier);
+                    out.push(Stmt::Set {
+                        name: name.clone(),
+                        value: Expr::load(buf, vec![partner]),
+                    });
+                }
+                Stmt::For { var, extent, body } => out.push(Stmt::For {
+                    var: var.clone(),
+                    extent: extent.clone(),
+                    body: block(body, bufs, threads, lets),
+                }),
+                _ => out.push(s.clone()),
+            }
+        }
+        out
+    }
+    let mut bufs = k.bufs.clone();
+    let threads = k.schedule.launch.map_or(1, |l| l.threads());
+    let body = block(&k.body, &mut bufs, threads, &mut HashMap::new());
+    Kernel {
+        bufs,
+        body,
+        ..k.clone()
+    }
+}
+
 /// Cuts `body` at its barriers.
 fn split(body: &[Stmt]) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
@@ -157,7 +231,7 @@ fn split(body: &[Stmt]) -> Result<Vec<Piece>, String> {
 
 fn has_barrier(s: &Stmt) -> bool {
     match s {
-        Stmt::Barrier | Stmt::Mma(_) => true,
+        Stmt::Barrier | Stmt::Mma(_) | Stmt::Shuffle { .. } => true,
         Stmt::For { body, .. } | Stmt::If { body, .. } => body.iter().any(has_barrier),
         _ => false,
     }
@@ -210,6 +284,10 @@ fn locals_in(stmts: &[Stmt], out: &mut HashSet<String>) {
             Stmt::Mma(m) => {
                 out.extend(m.acc.iter().cloned());
                 m.a_at.iter().chain(&m.b_at).for_each(|e| expr(e, out));
+            }
+            Stmt::Shuffle { name, value, .. } => {
+                out.insert(name.clone());
+                expr(value, out);
             }
             Stmt::Gemm(_) | Stmt::Barrier => {}
         }
@@ -423,7 +501,7 @@ impl Subst<'_> {
                 index: self.index(*buf, index),
                 value: e(value),
             },
-            Stmt::Gemm(_) | Stmt::Barrier | Stmt::Mma(_) => s.clone(),
+            Stmt::Gemm(_) | Stmt::Barrier | Stmt::Mma(_) | Stmt::Shuffle { .. } => s.clone(),
         }
     }
 
@@ -661,6 +739,58 @@ mod tests {
                 let (r, c) = Mma::element(lane, e);
                 assert!(r < 16 && c < 8);
             }
+        }
+    }
+
+    /// Butterfly shuffles: each lane gets its partner's value, in loops
+    /// too, and five steps give every lane its warp's sum.
+    #[test]
+    fn shuffles_exchange_between_partner_lanes() {
+        let text = "kernel \"shfl\"(%x: in f32[128], %p: out f32[128, 5], %s: out f32[128]) {\n\
+             let $v: f32 = %x[(add (mul blockIdx.x 64) threadIdx.x)]\n\
+             let $o: f32 = f32:0.0\n\
+             for r in 0..5 {\n\
+               shfl $o = (mul $v f32:2.0) xor 4\n\
+               %p[(add (mul blockIdx.x 64) threadIdx.x), r] = $o\n\
+             }\n\
+             shfl $o = $v xor 16\n$v = (add $v $o)\n\
+             shfl $o = $v xor 8\n$v = (add $v $o)\n\
+             shfl $o = $v xor 4\n$v = (add $v $o)\n\
+             shfl $o = $v xor 2\n$v = (add $v $o)\n\
+             shfl $o = $v xor 1\n$v = (add $v $o)\n\
+             %s[(add (mul blockIdx.x 64) threadIdx.x)] = $v\n\
+             }\nschedule {\n  launch grid 2 1 1 block 64 1 1\n}\n";
+        let x: Vec<f64> = (0..128).map(|i| ((i * 13 % 29) as f64) - 14.0).collect();
+        let out = run(text, std::slice::from_ref(&x));
+        for t in 0..128 {
+            for r in 0..5 {
+                assert_eq!(out[1][t * 5 + r], 2.0 * x[t ^ 4], "lane {t} round {r}");
+            }
+            let w = t / 32 * 32;
+            let want: f64 = x[w..w + 32].iter().sum();
+            assert_eq!(out[2][t], want, "thread {t}");
+        }
+        let k = Kernel::parse(text).unwrap();
+        assert_eq!(Kernel::parse(&k.to_string()).unwrap(), k);
+        let bad = [
+            (
+                "if (lt threadIdx.x 3) {\n shfl $o = $v xor 1\n}\n",
+                64,
+                "under an if",
+            ),
+            ("shfl $o = $v xor 3\n", 64, "lane mask 3"),
+            ("shfl $o = $v xor 32\n", 64, "lane mask 32"),
+            ("shfl $o = $v xor 1\n", 48, "whole warps"),
+            ("shfl $o = (cast f64 $v) xor 1\n", 64, "shfl of f64"),
+            ("shfl $n = $v xor 1\n", 64, "undeclared local"),
+        ];
+        for (body, threads, want) in bad {
+            let text = format!(
+                "kernel \"k\"(%o: out i64[4]) {{\nlet $v: f32 = f32:1.0\nlet $o: f32 = f32:0.0\n{body}}}\n\
+                 schedule {{\n  launch grid 1 1 1 block {threads} 1 1\n}}\n"
+            );
+            let e = Kernel::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
         }
     }
 

@@ -144,6 +144,7 @@ impl Kernel {
                 self.block(body, &mut inner, loops)
             }
             Stmt::Mma(m) => self.mma(m, scope),
+            Stmt::Shuffle { name, value, xor } => self.shuffle(name, value, *xor, scope),
             Stmt::Barrier => {
                 if self.schedule.launch.is_none() {
                     return Err("barrier outside a GPU kernel".into());
@@ -169,6 +170,29 @@ impl Kernel {
             Stmt::Store { buf, index, value } => self.store(*buf, index, value, scope),
             Stmt::Gemm(g) => self.gemm(g, loops),
         }
+    }
+
+    fn shuffle(&self, name: &str, value: &Expr, xor: u32, scope: &Scope) -> Result<(), String> {
+        let Some(l) = self.schedule.launch else {
+            return Err("shfl outside a GPU kernel".into());
+        };
+        if l.block[1] != 1 || l.block[2] != 1 || l.block[0] % 32 != 0 {
+            return Err("shfl needs a one-dimensional block of whole warps".into());
+        }
+        if !scope.converged {
+            return Err("shfl under an if or a loop whose extent differs between threads".into());
+        }
+        if !matches!(xor, 1 | 2 | 4 | 8 | 16) {
+            return Err(format!("shfl lane mask {xor} (1, 2, 4, 8 or 16)"));
+        }
+        let t = self.ty(value, scope)?;
+        if !matches!(t, DType::F32 | DType::I32) {
+            return Err(format!("shfl of {t} (f32 or i32)"));
+        }
+        let Some(d) = scope.locals.get(name).copied() else {
+            return Err(format!("shfl into undeclared local '${name}'"));
+        };
+        want(t, d, &format!("shfl ${name}"))
     }
 
     fn mma(&self, m: &super::Mma, scope: &Scope) -> Result<(), String> {

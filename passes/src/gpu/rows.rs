@@ -2,8 +2,11 @@
 //! collapsed outer loops index the rows (`blockIdx.x`), and the row's inner
 //! loops are spread over the block's threads, strided so consecutive threads
 //! read consecutive elements. A loop of sums (`$s = $s + e`, or max/min)
-//! gives each thread a partial from the identity, combined by a tree in
-//! shared memory (barriers between the steps) and folded into the sum once;
+//! gives each thread a partial from the identity; 32-bit partials combine
+//! within each warp by butterfly shuffles, then across the block's warps
+//! through one shared slot per warp (one barrier); other dtypes combine by
+//! a tree in shared memory (a barrier per step). The total is folded into
+//! the sum once;
 //! a loop of stores writes its elements strided; the row's scalar lets run
 //! in every thread (they see the same sums), and its scalar stores in
 //! thread 0.
@@ -153,20 +156,38 @@ pub fn map(
                 out.push(strided(var, *n, threads, i, &terms, &sub));
                 for (s, op, _) in list {
                     let d = dtypes[s];
+                    let part = format!("{s}_part{i}");
+                    let warp = matches!(d, DType::F32 | DType::I32);
+                    if warp {
+                        butterfly(&part, *op, d, &mut out);
+                    }
+                    if warp && threads == 32 {
+                        // One warp: every lane holds the total already.
+                        out.push(Stmt::Set {
+                            name: s.to_string(),
+                            value: Expr::bin(*op, Expr::local(s), Expr::local(&part)),
+                        });
+                        continue;
+                    }
+                    let slots = if warp { threads / 32 } else { threads };
                     let buf = *red.entry(d).or_insert_with(|| {
                         let id = BufId(bufs.len() as u32);
                         bufs.push(Buf {
                             name: format!("row_reduce_{d}"),
                             dtype: d,
-                            shape: vec![threads],
+                            shape: vec![slots],
                             role: Role::Shared,
                         });
                         id
                     });
-                    tree(buf, &format!("{s}_part{i}"), *op, threads, &mut out);
+                    let total = if warp {
+                        across_warps(buf, &part, *op, slots, &mut out)
+                    } else {
+                        tree(buf, &part, *op, threads, &mut out)
+                    };
                     out.push(Stmt::Set {
                         name: s.to_string(),
-                        value: Expr::bin(*op, Expr::local(s), Expr::load(buf, vec![Expr::Int(0)])),
+                        value: Expr::bin(*op, Expr::local(s), total),
                     });
                     // Every thread has read the total before the buffer is reused.
                     out.push(Stmt::Barrier);
@@ -215,8 +236,54 @@ fn strided(
     }
 }
 
-/// Combines every thread's `local` into `buf[0]` by halving steps.
-fn tree(buf: BufId, local: &str, op: BinOp, threads: usize, out: &mut Vec<Stmt>) {
+/// Combines the 32 lanes of each warp into every lane's `local` by
+/// butterfly shuffles (no shared memory, no barrier).
+fn butterfly(local: &str, op: BinOp, d: DType, out: &mut Vec<Stmt>) {
+    let other = format!("{local}_lane");
+    out.push(Stmt::Let {
+        name: other.clone(),
+        dtype: d,
+        init: identity(op, d),
+    });
+    for xor in [16, 8, 4, 2, 1] {
+        out.push(Stmt::Shuffle {
+            name: other.clone(),
+            value: Expr::local(local),
+            xor,
+        });
+        out.push(Stmt::Set {
+            name: local.to_string(),
+            value: Expr::bin(op, Expr::local(local), Expr::local(&other)),
+        });
+    }
+}
+
+/// After [`butterfly`]: lane 0 of each warp writes its warp's total to
+/// `buf[warp]`, and every thread folds the `warps` totals (in order, so
+/// all threads agree to the bit). Returns the expression of the total.
+fn across_warps(buf: BufId, local: &str, op: BinOp, warps: usize, out: &mut Vec<Stmt>) -> Expr {
+    let t = Expr::var("threadIdx.x");
+    out.push(Stmt::If {
+        cond: Expr::bin(
+            BinOp::Eq,
+            Expr::bin(BinOp::Rem, t.clone(), Expr::Int(32)),
+            Expr::Int(0),
+        ),
+        body: vec![Stmt::Store {
+            buf,
+            index: vec![Expr::bin(BinOp::Div, t, Expr::Int(32))],
+            value: Expr::local(local),
+        }],
+    });
+    out.push(Stmt::Barrier);
+    (1..warps).fold(Expr::load(buf, vec![Expr::Int(0)]), |acc, w| {
+        Expr::bin(op, acc, Expr::load(buf, vec![Expr::Int(w as i64)]))
+    })
+}
+
+/// Combines every thread's `local` into `buf[0]` by halving steps in
+/// shared memory (dtypes a shuffle does not carry). Returns `buf[0]`.
+fn tree(buf: BufId, local: &str, op: BinOp, threads: usize, out: &mut Vec<Stmt>) -> Expr {
     let t = Expr::var("threadIdx.x");
     out.push(Stmt::Store {
         buf,
@@ -238,4 +305,5 @@ fn tree(buf: BufId, local: &str, op: BinOp, threads: usize, out: &mut Vec<Stmt>)
         out.push(Stmt::Barrier);
         half /= 2;
     }
+    Expr::load(buf, vec![Expr::Int(0)])
 }

@@ -217,7 +217,7 @@ fn loads_only_at(k: &Kernel, b: u32, index: &[Expr]) -> bool {
                     stmts(body, f);
                 }
                 Stmt::Let { init, .. } => f(init),
-                Stmt::Set { value, .. } => f(value),
+                Stmt::Set { value, .. } | Stmt::Shuffle { value, .. } => f(value),
                 Stmt::Store { index, value, .. } => {
                     index.iter().for_each(&mut *f);
                     f(value);
