@@ -385,6 +385,11 @@ fn attention_causal_and_not() {
         (2, 5, 5, 8, true),
         (3, 7, 11, 16, false),
         (1, 1, 1, 4, true),
+        // Key-tiled on the GPU: queries not a multiple of the block, keys
+        // not a multiple of the tile, one block of queries.
+        (2, 70, 70, 64, true),
+        (1, 33, 100, 24, false),
+        (3, 64, 40, 8, true),
     ]
     .iter()
     .enumerate()

@@ -156,6 +156,34 @@ fn attention() {
     snap("attention", b.finish(&[y]));
 }
 
+/// Flash attention on the GPU: K and V tiles staged in shared memory, the
+/// online softmax per query thread; 40 queries (two blocks of 32, the last
+/// partly idle) and 80 keys (a full tile of 64 and a partial one).
+#[test]
+fn attention_tiled() {
+    let mut b = B::new(4);
+    let q = b.input(&[2, 40, 16]);
+    let k = b.input(&[2, 80, 16]);
+    let v = b.input(&[2, 80, 16]);
+    let a = Attention {
+        scale: 0.25,
+        causal: false,
+    };
+    let y = b.op(a, &[q, k, v]);
+    let g = b.finish(&[y]);
+    let p =
+        kiln_passes::gpu::map_program(&lower(&optimized(g.clone()), &LowerOptions::gpu())).unwrap();
+    let text = p.kernels().next().unwrap().to_string();
+    for want in [
+        "%in1_tile: shared f32[64, 16]",
+        "%in2_tile: shared f32[64, 16]",
+        "barrier",
+    ] {
+        assert!(text.contains(want), "no '{want}' in\n{text}");
+    }
+    snap_gpu("attention_tiled", g);
+}
+
 #[test]
 fn fused_elementwise() {
     let mut b = B::new(5);

@@ -6,13 +6,17 @@
 //! - A loop nest collapses its perfectly nested constant loops into one
 //!   index space. Where the rest is a row of sums and elementwise loops
 //!   (norms, softmax, reductions), each point is a block ([`rows`]);
-//!   otherwise each point is a thread, consecutive threads on consecutive
-//!   innermost indices (coalesced where the innermost index is the
-//!   contiguous one), and the rest of the nest runs inside each thread.
+//!   where the innermost index's points share a loop's reads of an input
+//!   (attention's keys and values), blocks of points stage those reads in
+//!   shared memory tile by tile ([`attention`]); otherwise each point is a
+//!   thread, consecutive threads on consecutive innermost indices
+//!   (coalesced where the innermost index is the contiguous one), and the
+//!   rest of the nest runs inside each thread.
 //!
 //! Every mapped kernel keeps its buffers in order (new ones, shared tiles,
 //! go last), so a step's arguments stay valid.
 
+pub mod attention;
 pub mod matmul;
 pub mod rows;
 pub mod tensor_core;
@@ -93,6 +97,9 @@ fn loops(k: &Kernel) -> Kernel {
     };
     if let Some(r) = rows::map(k, total as usize, &decompose, body) {
         return r;
+    }
+    if let Some(a) = attention::map(k, &dims, body) {
+        return a;
     }
     let block = (total.max(1) as usize).next_multiple_of(32).min(LOOP_BLOCK);
     let blocks = (total.max(1) as usize).div_ceil(block);
