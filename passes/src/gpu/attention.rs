@@ -416,7 +416,7 @@ fn stage(
         index.push(Expr::plus(bind(b), if w == 1 { int(0) } else { x }));
     }
     let mut cond = bin(BinOp::Lt, key, int(k.buf(s.buf).shape[s.at]));
-    if total % threads != 0 {
+    if !total.is_multiple_of(threads) {
         cond = bin(BinOp::And, bin(BinOp::Lt, e, int(total)), cond);
     }
     Stmt::For {
