@@ -69,8 +69,9 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp\n  kiln run mode
         /// Where to run: interp (the reference interpreter), cpu (kernels
         /// compiled by Cranelift; matrix products on a native AVX2 tile where
         /// the host has one, unless KILN_CPU_TILE=cranelift), cpu-llvm
-        /// (compiled by LLVM for this CPU) or gpu-sim (the GPU kernels for
-        /// --gpu, run on the CPU).
+        /// (compiled by LLVM for this CPU), gpu-sim (the GPU kernels for
+        /// --gpu, run on the CPU) or cuda (on the first NVIDIA GPU, through
+        /// its driver).
         #[arg(long, default_value = "interp")]
         target: String,
         /// GPU architecture for GPU targets: sm_80, sm_86, sm_89, sm_90, sm_90a.
@@ -92,13 +93,15 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp\n  kiln run mode
     /// Time a model on a target: one JSON line with the median and spread.
     #[command(
         after_help = "Inputs are random (seed 0). Prints one JSON object: model, target, threads,\n\
-iters, median_ms, p10_ms, p90_ms, gflops (the model's FLOPs over the median).\n\n\
+iters, median_ms, p10_ms, p90_ms, gflops (the model's FLOPs over the median),\n\
+kernels_ms (the mean time per run inside the steps: on cuda, the kernels\n\
+without the input and output copies).\n\n\
 Example:\n  kiln bench models/gpt2_block.onnx --target cpu-llvm --threads 2 --iters 50"
     )]
     Bench {
         #[command(flatten)]
         model: ModelArgs,
-        /// Where to run: interp, cpu, cpu-llvm or gpu-sim.
+        /// Where to run: interp, cpu, cpu-llvm, gpu-sim or cuda.
         #[arg(long, default_value = "cpu-llvm")]
         target: String,
         /// GPU architecture for GPU targets: sm_80, sm_86, sm_89, sm_90, sm_90a.
@@ -441,11 +444,13 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
                 exe.run(&feed)?;
                 ms.push(t0.elapsed().as_secs_f64() * 1e3);
             }
+            let steps = exe.take_step_times();
             if profile {
-                for (name, t) in exe.take_step_times() {
+                for (name, t) in &steps {
                     eprintln!("{:>10.3} ms  {name}", t * 1e3 / ms.len() as f64);
                 }
             }
+            let kernels_ms = steps.iter().map(|s| s.1).sum::<f64>() * 1e3 / ms.len() as f64;
             ms.sort_by(f64::total_cmp);
             let q = |f: f64| ms[((ms.len() - 1) as f64 * f).round() as usize];
             let threads = if threads == 0 {
@@ -465,6 +470,7 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
                     "p10_ms": q(0.1),
                     "p90_ms": q(0.9),
                     "gflops": flops / (q(0.5) * 1e6),
+                    "kernels_ms": kernels_ms,
                 })
             );
             Ok(())

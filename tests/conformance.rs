@@ -4,9 +4,12 @@
 //! cost model) must agree with the imported one, and the optimized graph
 //! compiled for the CPU by LLVM (`cpu-llvm`) and by Cranelift (`cpu`), and
 //! mapped to GPU kernels run on the CPU (`gpu-sim`, sm_90), two threads
-//! each, must give onnx's outputs too (f32: rtol 1e-4, atol 1e-5; other dtypes as `tolerance` says). Prints `N passed, N failed, N skipped` and a per-op table; fails when a
-//! case in `tests/conformance/passing.txt` stops passing, or when fewer than 95%
-//! of the single-node cases of the foundation op list pass.
+//! each, must give onnx's outputs too (f32: rtol 1e-4, atol 1e-5; other
+//! dtypes as `tolerance` says); with `KILN_CUDA=1` (scripts/gpu-check, on a
+//! machine with an NVIDIA GPU) the GPU itself (`cuda`) too. Prints `N
+//! passed, N failed, N skipped` and a per-op table; fails when a case in
+//! `tests/conformance/passing.txt` stops passing, or when fewer than 95% of
+//! the single-node cases of the foundation op list pass.
 //!
 //! The cases are materialized by `scripts/setup` into `.cache/onnx-node`
 //! (override with `KILN_ONNX_NODE_TESTS`). `KILN_UPDATE_PASSING=1` rewrites the
@@ -202,13 +205,14 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
         }
         .executor(&opt.graph)
         .map_err(|e| format!("gpu-sim: {e}"))?;
+        let ordered: Vec<&Tensor> = opt
+            .graph
+            .inputs
+            .iter()
+            .map(|v| &inputs[&opt.graph.value(*v).name])
+            .collect();
+        let mut runs = Vec::new();
         for (backend, exe) in [("cpu-llvm", llvm), ("cpu", clif), ("gpu-sim", sim)] {
-            let ordered: Vec<&Tensor> = opt
-                .graph
-                .inputs
-                .iter()
-                .map(|v| &inputs[&opt.graph.value(*v).name])
-                .collect();
             for st in &exe.program().steps {
                 let c = match st {
                     kiln_passes::lower::Step::Kernel { .. } => &KERNELS,
@@ -216,7 +220,17 @@ fn run_case(dir: &Path, model: &kiln_frontend::proto::ModelProto) -> Result<(), 
                 };
                 c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let outs = exe.run(&ordered).map_err(|e| format!("{backend}: {e}"))?;
+            runs.push((backend, exe.run(&ordered).map_err(|e| e.to_string())));
+        }
+        if std::env::var_os("KILN_CUDA").is_some() {
+            let got = kiln_backends::CudaBackend { arch: None }
+                .executable(&opt.graph)
+                .and_then(|exe| exe.run_ordered(&ordered))
+                .map_err(|e| e.to_string());
+            runs.push(("cuda", got));
+        }
+        for (backend, outs) in runs {
+            let outs = outs.map_err(|e| format!("{backend}: {e}"))?;
             for (i, (name, got)) in imported.output_names.iter().zip(&outs).enumerate() {
                 let want = read_pb(&set.join(format!("output_{i}.pb")))?;
                 compare(name, got, &want).map_err(|m| format!("{backend}: {m}"))?;

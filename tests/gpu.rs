@@ -3,6 +3,10 @@
 //! sm_80 and sm_90 (and hand-written kernels for every architecture), is
 //! assembled by ptxas (from the project venv's `nvidia-cuda-nvcc`, which
 //! scripts/setup installs), whose `-v` report must show no spills.
+//!
+//! On a machine with an NVIDIA GPU, `cargo test --test gpu -- --ignored`
+//! (scripts/gpu-check) runs the same models and awkward matrix products and
+//! attention on the GPU itself (`cuda`) against the interpreter.
 
 #[path = "../passes/tests/common/mod.rs"]
 mod common;
@@ -279,4 +283,100 @@ fn gpu_math_without_libm() {
     let p = sim.gpu_program(&b.finish(&[y])).unwrap();
     let err = ptx::program_ptx(&p, &ptx::arch("sm_90").unwrap()).unwrap_err();
     assert!(err.contains("pow is not emitted for the GPU"), "{err}");
+}
+
+/// The inputs of `g` in its input order.
+fn ordered<'a>(
+    g: &kiln_ir::Graph,
+    ins: &'a std::collections::HashMap<String, Tensor>,
+) -> Vec<&'a Tensor> {
+    g.inputs.iter().map(|v| &ins[&g.value(*v).name]).collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU and its driver: scripts/gpu-check runs it"]
+fn models_on_cuda_match_the_interpreter() {
+    for (name, batch) in MODELS {
+        let (m, before) = load(name, batch);
+        let ins = m.random_inputs(7);
+        let want = interp::run(&before, &ins).unwrap();
+        let exe = kiln_backends::CudaBackend { arch: None }
+            .executable(&m.graph)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = exe.run_ordered(&ordered(&m.graph, &ins)).unwrap();
+        for (w, o) in want.iter().zip(&got) {
+            let e = max_rel(w, o);
+            println!("{name} on cuda: max relative error {e:.2e}");
+            assert!(e <= 1e-4, "{name} on cuda: error {e}");
+        }
+    }
+}
+
+/// Matrix products (tensor cores for bf16 and f16, SIMT for f32) and
+/// attention (causal and not) at sizes that are not multiples of the tiles.
+#[test]
+#[ignore = "needs an NVIDIA GPU and its driver: scripts/gpu-check runs it"]
+fn awkward_kernels_on_cuda_match_the_interpreter() {
+    use common::{random_inputs, B};
+    use kiln_ir::op::{Attention, MatMul};
+    use kiln_ir::DType;
+    let cuda = kiln_backends::CudaBackend { arch: None };
+    let check = |g: kiln_ir::Graph, tol: f64, what: &str| {
+        let ins = random_inputs(&g, 5);
+        let want = interp::run(&g, &ins).unwrap();
+        let exe = cuda
+            .executable(&g)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let got = exe.run_ordered(&ordered(&g, &ins)).unwrap();
+        let e = max_rel(&want[0], &got[0]);
+        assert!(e <= tol, "{what} on cuda: error {e}");
+    };
+    for (dt, tol) in [(DType::BF16, 1e-2), (DType::F16, 1e-2), (DType::F32, 1e-4)] {
+        for (i, &(batch, m, k, n)) in [
+            (1, 16, 16, 8),
+            (1, 65, 33, 130),
+            (3, 7, 20, 9),
+            (1, 257, 300, 129),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut b = B::new(i as u64);
+            let x = b.input_of(dt, &[batch, m, k]);
+            let w = b.input_of(dt, &[batch, k, n]);
+            let mm = MatMul {
+                trans_a: false,
+                trans_b: false,
+            };
+            let y = b.op(mm, &[x, w]);
+            check(
+                b.finish(&[y]),
+                tol,
+                &format!("{dt} matmul {batch}x{m}x{k}x{n}"),
+            );
+        }
+    }
+    for (i, &(bh, sq, sk, d, causal)) in [
+        (2, 70, 70, 64, true),
+        (1, 33, 100, 24, false),
+        (3, 5, 5, 8, true),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut b = B::new(50 + i as u64);
+        let q = b.input(&[bh, sq, d]);
+        let k = b.input(&[bh, sk, d]);
+        let v = b.input(&[bh, sk, d]);
+        let a = Attention {
+            scale: 1.0 / (d as f64).sqrt(),
+            causal,
+        };
+        let y = b.op(a, &[q, k, v]);
+        check(
+            b.finish(&[y]),
+            1e-4,
+            &format!("attention {bh}x{sq}x{sk}x{d}"),
+        );
+    }
 }
