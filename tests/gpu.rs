@@ -67,7 +67,17 @@ fn hand_written() -> Vec<Kernel> {
     }
     warp += "if (eq threadIdx.x 0) {\n  %y[blockIdx.x] = $v\n  %c[blockIdx.x] = $k\n}\n\
              }\nschedule {\n  launch grid 2 1 1 block 32 1 1\n}\n";
-    [sum.as_str(), rev, &warp]
+    let kn = "kernel \"async_kn\"(%x: in bf16[16, 16], %y: in bf16[16, 8], %o: out f32[16, 8], %a: shared bf16[16, 16], %b: shared bf16[16, 8]) {\n\
+         cp.async 8 %a[(div threadIdx.x 2), (mul (rem threadIdx.x 2) 8)] = %x[(div threadIdx.x 2), (mul (rem threadIdx.x 2) 8)] if (lt threadIdx.x 31)\n\
+         if (lt threadIdx.x 16) {\n\
+           cp.async 8 %b[threadIdx.x, 0] = %y[threadIdx.x, 0] if (eq 0 0)\n\
+         }\n\
+         cp.async.commit\ncp.async.wait 0\nbarrier\n\
+         let $c0: f32 = f32:0.0\nlet $c1: f32 = f32:0.0\nlet $c2: f32 = f32:0.0\nlet $c3: f32 = f32:0.0\n\
+         mma.kn $c0 $c1 $c2 $c3 += %a[0, 0] %b[0, 0]\n\
+         %o[(div threadIdx.x 4), (mul (rem threadIdx.x 4) 2)] = (add (add $c0 $c1) (add $c2 $c3))\n\
+         }\nschedule {\n  launch grid 1 1 1 block 32 1 1\n}\n";
+    [sum.as_str(), rev, &warp, kn]
         .iter()
         .map(|t| Kernel::parse(t).unwrap_or_else(|e| panic!("{e}\n{t}")))
         .collect()
@@ -90,7 +100,14 @@ fn hand_written_kernels_assemble_for_every_arch_without_spills() {
         assert_eq!(shuffles, 10, "{arch}: f32 and i32 shuffles in\n{text}");
         let reports = assemble("hand_written", &text, arch);
         let names: Vec<&str> = reports.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(names.len(), 3, "{arch}: ptxas reported {names:?}");
+        assert_eq!(names.len(), 4, "{arch}: ptxas reported {names:?}");
+        for want in [
+            "cp.async.cg.shared.global",
+            "cp.async.wait_group",
+            "mma.sync",
+        ] {
+            assert!(text.contains(want), "{arch}: no {want}");
+        }
         for (k, r) in &reports {
             assert_eq!(r.spill_bytes, 0, "{arch}: {k} spills: {r:?}");
             assert!(r.registers > 0, "{arch}: {k}: no register count: {r:?}");
@@ -206,11 +223,14 @@ fn half_matmul_runs_on_tensor_cores() {
     use common::{random_inputs, B};
     use kiln_ir::op::MatMul;
     use kiln_ir::DType;
+    // K and N multiples of 8 take the cp.async pipeline (edges zero-filled:
+    // M 70, K 40 half a stage); the others load synchronously.
     let shapes = [
         (1, 16, 16, 8),
         (1, 40, 72, 24),
         (1, 65, 33, 130),
         (3, 7, 20, 9),
+        (2, 70, 40, 136),
     ];
     for (dt, name) in [(DType::BF16, "bf16"), (DType::F16, "f16")] {
         for (i, &(batch, m, k, n)) in shapes.iter().enumerate() {
@@ -232,13 +252,22 @@ fn half_matmul_runs_on_tensor_cores() {
             assert_eq!(kernels.len(), 1, "{g}");
             let text = kernels[0].to_string();
             assert!(
-                text.contains("mma $"),
+                text.contains("mma $") || text.contains("mma.kn $"),
                 "{name}: not on tensor cores:\n{text}"
+            );
+            let pipelined = k % 8 == 0 && n % 8 == 0;
+            assert_eq!(
+                text.contains("cp.async 8 "),
+                pipelined,
+                "{name} {m}x{k}x{n}:\n{text}"
             );
             let want_mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{name}.{name}.f32");
             for arch in ["sm_80", "sm_90"] {
                 let ptx = ptx::ptx(&kernels, &ptx::arch(arch).unwrap()).unwrap();
                 assert!(ptx.contains(&want_mma), "{name} {arch}: no {want_mma}");
+                for want in ["cp.async.cg.shared.global", "cp.async.wait_group"] {
+                    assert_eq!(ptx.contains(want), pipelined, "{name} {arch}: {want}");
+                }
                 for (kn, r) in assemble(&format!("{name}_mm{i}"), &ptx, arch) {
                     assert_eq!(r.spill_bytes, 0, "{arch}: {kn} spills: {r:?}");
                 }

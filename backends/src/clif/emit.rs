@@ -231,7 +231,12 @@ impl Func<'_, '_> {
                 self.b.ins().jump(join, &[]);
                 self.b.switch_to_block(join);
             }
-            Stmt::Barrier | Stmt::Mma(_) | Stmt::Shuffle { .. } => {
+            Stmt::Barrier
+            | Stmt::Mma(_)
+            | Stmt::Shuffle { .. }
+            | Stmt::CopyAsync(_)
+            | Stmt::AsyncCommit
+            | Stmt::AsyncWait(_) => {
                 return Err(format!(
                     "kernel '{}': a GPU-only statement in a CPU kernel",
                     self.k.name

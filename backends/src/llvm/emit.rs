@@ -7,7 +7,7 @@
 
 use super::gemm;
 use super::math;
-use kiln_ir::kernel::{BinOp, BufId, Expr, Kernel, Mma, Role, Stmt, UnOp, GPU_VARS};
+use kiln_ir::kernel::{BinOp, BufId, CopyAsync, Expr, Kernel, Mma, Role, Stmt, UnOp, GPU_VARS};
 use kiln_ir::DType;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
@@ -465,7 +465,22 @@ impl<'m, 'k> Func<'m, 'k> {
                 );
                 self.set_local(name, d, &r);
             }
-            Stmt::Barrier | Stmt::Shuffle { .. } => {
+            Stmt::CopyAsync(c) if self.gpu() => self.copy_async(c)?,
+            Stmt::AsyncCommit if self.gpu() => {
+                let f = "@llvm.nvvm.cp.async.commit.group";
+                self.m.declare(&format!("declare void {f}()"));
+                self.line(&format!("call void {f}()"));
+            }
+            Stmt::AsyncWait(n) if self.gpu() => {
+                let f = "@llvm.nvvm.cp.async.wait.group";
+                self.m.declare(&format!("declare void {f}(i32 immarg)"));
+                self.line(&format!("call void {f}(i32 {n})"));
+            }
+            Stmt::Barrier
+            | Stmt::Shuffle { .. }
+            | Stmt::CopyAsync(_)
+            | Stmt::AsyncCommit
+            | Stmt::AsyncWait(_) => {
                 return Err(format!(
                     "kernel '{}': a GPU-only statement in a CPU kernel",
                     self.k.name
@@ -505,12 +520,18 @@ impl<'m, 'k> Func<'m, 'k> {
             let k = self.ins("ak", &format!("add i64 {k}, {dk}"));
             regs.push(self.pair(m.a, &r, &k));
         }
-        // B (stored [n][k]): (n g, k 2t), (n g, k 2t + 8).
+        // B: (n g, k 2t), (n g, k 2t + 8); stored [k][n], the pair's two
+        // halves are a row apart.
         for dk in [0, 8] {
             let n = self.ins("bn", &format!("add i64 {bn}, {g}"));
             let k = self.ins("bk", &format!("add i64 {bk}, {t2}"));
             let k = self.ins("bk", &format!("add i64 {k}, {dk}"));
-            regs.push(self.pair(m.b, &n, &k));
+            let r = if m.b_kn {
+                self.column_pair(m.b, &k, &n)
+            } else {
+                self.pair(m.b, &n, &k)
+            };
+            regs.push(r);
         }
         let mut args = Vec::new();
         for r in &regs {
@@ -542,6 +563,34 @@ impl<'m, 'k> Func<'m, 'k> {
         Ok(())
     }
 
+    /// `cp.async` of `len` elements: 16 bytes bypass L1 (`.cg`), smaller
+    /// copies go through it (`.ca`); where the condition is false the
+    /// source size is 0, so the hardware writes zeros and reads nothing.
+    fn copy_async(&mut self, c: &CopyAsync) -> Result<(), String> {
+        let bytes = c.len * self.k.buf(c.dst).dtype.size();
+        let level = if bytes == 16 { "cg" } else { "ca" };
+        let f = format!("@llvm.nvvm.cp.async.{level}.shared.global.{bytes}.s");
+        self.m.declare(&format!(
+            "declare void {f}(ptr addrspace(3), ptr addrspace(1), i32)"
+        ));
+        let (valid, _) = self.expr(&c.valid)?;
+        let size = self.ins("sz", &format!("select i1 {valid}, i32 {bytes}, i32 0"));
+        let dst = self.elem_ptr(c.dst, &c.dst_at)?;
+        let src = self.elem_ptr(c.src, &c.src_at)?;
+        let dst = self.ins(
+            "sh",
+            &format!("addrspacecast ptr {dst} to ptr addrspace(3)"),
+        );
+        let src = self.ins(
+            "gl",
+            &format!("addrspacecast ptr {src} to ptr addrspace(1)"),
+        );
+        self.line(&format!(
+            "call void {f}(ptr addrspace(3) {dst}, ptr addrspace(1) {src}, i32 {size})"
+        ));
+        Ok(())
+    }
+
     /// Two K-adjacent half-precision elements `buf[row, k..k + 2]` as one
     /// `i32` (`k` is even, so the pair is 4-byte aligned).
     fn pair(&mut self, buf: BufId, row: &str, k: &str) -> String {
@@ -554,6 +603,29 @@ impl<'m, 'k> Func<'m, 'k> {
             &format!("getelementptr inbounds i16, ptr {base}, i64 {at}"),
         );
         self.ins("frag", &format!("load i32, ptr {p}, align 4"))
+    }
+
+    /// Two half-precision elements `buf[k, n]` and `buf[k + 1, n]` as one
+    /// `i32`, the first in the low half.
+    fn column_pair(&mut self, buf: BufId, k: &str, n: &str) -> String {
+        let w = self.k.buf(buf).shape[1];
+        let base = &self.bufs[buf.0 as usize].0.clone();
+        let at = self.ins("o", &format!("mul nsw i64 {k}, {w}"));
+        let at = self.ins("o", &format!("add nsw i64 {at}, {n}"));
+        let lo = self.ins(
+            "p",
+            &format!("getelementptr inbounds i16, ptr {base}, i64 {at}"),
+        );
+        let hi = self.ins(
+            "p",
+            &format!("getelementptr inbounds i16, ptr {lo}, i64 {w}"),
+        );
+        let lo = self.ins("h", &format!("load i16, ptr {lo}, align 2"));
+        let hi = self.ins("h", &format!("load i16, ptr {hi}, align 2"));
+        let lo = self.ins("h", &format!("zext i16 {lo} to i32"));
+        let hi = self.ins("h", &format!("zext i16 {hi} to i32"));
+        let hi = self.ins("h", &format!("shl i32 {hi}, 16"));
+        self.ins("frag", &format!("or i32 {lo}, {hi}"))
     }
 
     /// The bits of a float rounded to bf16 (to nearest, ties to even; NaN

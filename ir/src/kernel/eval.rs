@@ -135,9 +135,12 @@ impl Env<'_> {
                     self.block(body, bufs)?;
                 }
             }
-            Stmt::Barrier | Stmt::Mma(_) | Stmt::Shuffle { .. } => {
-                return Err("a GPU-only statement outside a GPU kernel".into())
-            }
+            Stmt::Barrier
+            | Stmt::Mma(_)
+            | Stmt::Shuffle { .. }
+            | Stmt::CopyAsync(_)
+            | Stmt::AsyncCommit
+            | Stmt::AsyncWait(_) => return Err("a GPU-only statement outside a GPU kernel".into()),
         }
         Ok(())
     }

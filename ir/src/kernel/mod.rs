@@ -24,7 +24,8 @@
 //! and `blockIdx.x|y|z`, may hold `shared` buffers (one per block) and
 //! `barrier`s (every thread of the block waits there; only in control flow
 //! that is the same for the whole block), warp-level tensor-core steps
-//! (`mma`) and butterfly shuffles (`shfl`). `simt::to_cpu` gives its meaning as
+//! (`mma`), butterfly shuffles (`shfl`) and asynchronous copies into shared
+//! memory (`cp.async`). `simt::to_cpu` gives its meaning as
 //! a CPU kernel, which is how the evaluator and `gpu-sim` run it.
 
 mod eval;
@@ -154,13 +155,39 @@ pub enum Stmt {
     /// takes the value of lane `l ^ xor` (`xor` 1, 2, 4, 8 or 16). Only where
     /// the whole block arrives, in blocks of whole warps.
     Shuffle { name: String, value: Expr, xor: u32 },
+    /// GPU kernels, an asynchronous copy (`cp.async`, sm_80+) of `len`
+    /// consecutive elements (4, 8 or 16 bytes, along the last dim) from
+    /// global input `src` at `src_at` to shared buffer `dst` at `dst_at`, or
+    /// zeros where `valid` is false (then nothing is read, but `src_at` must
+    /// still lie inside `src`). Both addresses must be aligned to the copy's
+    /// size. The copy lands at the latest at the `cp.async.wait` that
+    /// retires its group; other threads see it after a barrier after that.
+    CopyAsync(Box<CopyAsync>),
+    /// GPU kernels: closes the thread's group of asynchronous copies
+    /// issued since the last commit.
+    AsyncCommit,
+    /// GPU kernels: waits until at most `n` of the thread's committed
+    /// groups are still in flight.
+    AsyncWait(u32),
+}
+
+/// See [`Stmt::CopyAsync`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CopyAsync {
+    pub dst: BufId,
+    pub dst_at: Vec<Expr>,
+    pub src: BufId,
+    pub src_at: Vec<Expr>,
+    pub len: usize,
+    pub valid: Expr,
 }
 
 /// `D = A B + C` for one warp over a 16 x 8 tile and 16 K steps, A and B
 /// half-precision (`bf16` or `f16`) in shared memory: A's rows
 /// `a_at[0]..+16` and K columns `a_at[1]..+16` of `a` (row-major `[m][k]`),
-/// B's rows `b_at[0]..+8` of `b` stored `[n][k]` with K columns
-/// `b_at[1]..+16`. The sums live in the four f32 locals `acc` of each lane
+/// B's N positions `b_at[0]..+8` and K positions `b_at[1]..+16` of `b`,
+/// stored `[n][k]`, or `[k][n]` where `b_kn` (text `mma.kn`, positions
+/// written in index order). The sums live in the four f32 locals `acc` of each lane
 /// `l` of the warp as PTX lays them out: `acc[e]` is element
 /// `(l / 4 + 8 (e / 2), 2 (l % 4) + e % 2)` of the tile. The positions must
 /// be the same in every lane of a warp (they may use the warp's number).
@@ -170,6 +197,7 @@ pub struct Mma {
     pub a_at: [Expr; 2],
     pub b: BufId,
     pub b_at: [Expr; 2],
+    pub b_kn: bool,
     pub acc: [String; 4],
 }
 
@@ -219,7 +247,13 @@ impl Stmt {
                 b_at: m.b_at.clone().map(|e| f(&e)),
                 ..(**m).clone()
             })),
-            Stmt::Gemm(_) | Stmt::Barrier => self.clone(),
+            Stmt::CopyAsync(c) => Stmt::CopyAsync(Box::new(CopyAsync {
+                dst_at: c.dst_at.iter().map(f).collect(),
+                src_at: c.src_at.iter().map(f).collect(),
+                valid: f(&c.valid),
+                ..(**c).clone()
+            })),
+            Stmt::Gemm(_) | Stmt::Barrier | Stmt::AsyncCommit | Stmt::AsyncWait(_) => self.clone(),
         }
     }
 }
@@ -352,7 +386,16 @@ impl Kernel {
                         expr(cond, used);
                         block(body, used);
                     }
-                    Stmt::Barrier => {}
+                    Stmt::Barrier | Stmt::AsyncCommit | Stmt::AsyncWait(_) => {}
+                    Stmt::CopyAsync(c) => {
+                        used[c.dst.0 as usize] = true;
+                        used[c.src.0 as usize] = true;
+                        c.dst_at
+                            .iter()
+                            .chain(&c.src_at)
+                            .chain([&c.valid])
+                            .for_each(|e| expr(e, used));
+                    }
                     Stmt::Mma(m) => {
                         used[m.a.0 as usize] = true;
                         used[m.b.0 as usize] = true;

@@ -2,8 +2,8 @@
 //! verifies the kernel. Errors name the line and what was expected.
 
 use super::{
-    BinOp, Buf, BufId, Expr, Gemm, GemmSchedule, Kernel, Launch, Mma, Operand, Role, Schedule,
-    Stmt, UnOp,
+    BinOp, Buf, BufId, CopyAsync, Expr, Gemm, GemmSchedule, Kernel, Launch, Mma, Operand, Role,
+    Schedule, Stmt, UnOp,
 };
 use crate::{DType, IrError};
 
@@ -356,7 +356,8 @@ impl Parser<'_> {
                     };
                     Ok(Stmt::Shuffle { name, value, xor })
                 }
-                "mma" => {
+                w @ ("mma" | "mma.kn") => {
+                    let b_kn = w == "mma.kn";
                     let mut acc: [String; 4] = Default::default();
                     for a in acc.iter_mut() {
                         self.expect("$")?;
@@ -366,14 +367,45 @@ impl Parser<'_> {
                     let a = self.buf_ref()?;
                     let a_at = self.pair()?;
                     let b = self.buf_ref()?;
-                    let b_at = self.pair()?;
+                    let [b0, b1] = self.pair()?;
+                    let b_at = if b_kn { [b1, b0] } else { [b0, b1] };
                     Ok(Stmt::Mma(Box::new(Mma {
                         a,
                         a_at,
                         b,
                         b_at,
+                        b_kn,
                         acc,
                     })))
+                }
+                "cp.async" => {
+                    let w = self.word()?;
+                    let Ok(len) = w.parse() else {
+                        return self.err(format!("cp.async length '{w}' is not a number"));
+                    };
+                    let dst = self.buf_ref()?;
+                    let dst_at = self.index()?;
+                    self.expect("=")?;
+                    let src = self.buf_ref()?;
+                    let src_at = self.index()?;
+                    self.keyword("if")?;
+                    let valid = self.expr()?;
+                    Ok(Stmt::CopyAsync(Box::new(CopyAsync {
+                        dst,
+                        dst_at,
+                        src,
+                        src_at,
+                        len,
+                        valid,
+                    })))
+                }
+                "cp.async.commit" => Ok(Stmt::AsyncCommit),
+                "cp.async.wait" => {
+                    let w = self.word()?;
+                    let Ok(n) = w.parse() else {
+                        return self.err(format!("cp.async.wait count '{w}' is not a number"));
+                    };
+                    Ok(Stmt::AsyncWait(n))
                 }
                 w => self.err(format!("unknown statement '{w}'")),
             },

@@ -110,9 +110,14 @@ fn stmt(k: &Kernel, s: &Stmt, depth: usize, out: &mut String) {
             let _ = writeln!(out, "shfl ${name} = {} xor {xor}", expr(k, value));
         }
         Stmt::Mma(m) => {
+            let (word, b_at) = if m.b_kn {
+                ("mma.kn", [m.b_at[1].clone(), m.b_at[0].clone()])
+            } else {
+                ("mma", m.b_at.clone())
+            };
             let _ = writeln!(
                 out,
-                "mma ${} ${} ${} ${} += %{}[{}] %{}[{}]",
+                "{word} ${} ${} ${} ${} += %{}[{}] %{}[{}]",
                 m.acc[0],
                 m.acc[1],
                 m.acc[2],
@@ -120,8 +125,24 @@ fn stmt(k: &Kernel, s: &Stmt, depth: usize, out: &mut String) {
                 k.buf(m.a).name,
                 exprs(k, &m.a_at),
                 k.buf(m.b).name,
-                exprs(k, &m.b_at)
+                exprs(k, &b_at)
             );
+        }
+        Stmt::CopyAsync(c) => {
+            let _ = writeln!(
+                out,
+                "cp.async {} %{}[{}] = %{}[{}] if {}",
+                c.len,
+                k.buf(c.dst).name,
+                exprs(k, &c.dst_at),
+                k.buf(c.src).name,
+                exprs(k, &c.src_at),
+                expr(k, &c.valid)
+            );
+        }
+        Stmt::AsyncCommit => out.push_str("cp.async.commit\n"),
+        Stmt::AsyncWait(n) => {
+            let _ = writeln!(out, "cp.async.wait {n}");
         }
     }
 }

@@ -48,7 +48,7 @@ pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
         .launch
         .ok_or_else(|| err("not a GPU kernel (no launch)".into()))?;
     k.verify()?;
-    let k = &exchange_shuffles(k);
+    let k = &desugar(k);
     let pieces = split(&k.body).map_err(err)?;
 
     // Locals declared in one piece and used in another live in arrays.
@@ -132,8 +132,10 @@ pub fn to_cpu(k: &Kernel) -> Result<Kernel, IrError> {
 
 /// `k` with each shuffle replaced by a store of the lane's value into a
 /// shared array of its own, a barrier, and a read of the partner's slot
-/// (`t ^ m` is `t + m` where bit `m` of `t` is clear, else `t - m`).
-fn exchange_shuffles(k: &Kernel) -> Kernel {
+/// (`t ^ m` is `t + m` where bit `m` of `t` is clear, else `t - m`); each
+/// asynchronous copy by its stores, done at once (so it has landed by any
+/// wait), and commits and waits dropped.
+fn desugar(k: &Kernel) -> Kernel {
     fn block(
         body: &[Stmt],
         bufs: &mut Vec<Buf>,
@@ -180,9 +182,42 @@ fn exchange_shuffles(k: &Kernel) -> Kernel {
                         value: Expr::load(buf, vec![partner]),
                     });
                 }
+                Stmt::CopyAsync(c) => {
+                    let at = |ix: &[Expr], e: usize| {
+                        let mut ix = ix.to_vec();
+                        if let Some(l) = ix.last_mut() {
+                            *l = Expr::plus(l.clone(), Expr::Int(e as i64));
+                        }
+                        ix
+                    };
+                    let dtype = bufs[c.dst.0 as usize].dtype;
+                    let copy = |e| Stmt::Store {
+                        buf: c.dst,
+                        index: at(&c.dst_at, e),
+                        value: Expr::load(c.src, at(&c.src_at, e)),
+                    };
+                    let zero = |e| Stmt::Store {
+                        buf: c.dst,
+                        index: at(&c.dst_at, e),
+                        value: Expr::lit(dtype, 0.0),
+                    };
+                    out.push(Stmt::If {
+                        cond: c.valid.clone(),
+                        body: (0..c.len).map(copy).collect(),
+                    });
+                    out.push(Stmt::If {
+                        cond: Expr::un(super::UnOp::Not, c.valid.clone()),
+                        body: (0..c.len).map(zero).collect(),
+                    });
+                }
+                Stmt::AsyncCommit | Stmt::AsyncWait(_) => {}
                 Stmt::For { var, extent, body } => out.push(Stmt::For {
                     var: var.clone(),
                     extent: extent.clone(),
+                    body: block(body, bufs, threads, lets),
+                }),
+                Stmt::If { cond, body } => out.push(Stmt::If {
+                    cond: cond.clone(),
                     body: block(body, bufs, threads, lets),
                 }),
                 _ => out.push(s.clone()),
@@ -289,7 +324,11 @@ fn locals_in(stmts: &[Stmt], out: &mut HashSet<String>) {
                 out.insert(name.clone());
                 expr(value, out);
             }
-            Stmt::Gemm(_) | Stmt::Barrier => {}
+            Stmt::CopyAsync(c) => {
+                let exprs = c.dst_at.iter().chain(&c.src_at).chain([&c.valid]);
+                exprs.for_each(|e| expr(e, out));
+            }
+            Stmt::Gemm(_) | Stmt::Barrier | Stmt::AsyncCommit | Stmt::AsyncWait(_) => {}
         }
     }
 }
@@ -415,13 +454,11 @@ impl Emit {
                     Expr::plus(at(&m.a_at[1]), k.clone()),
                 ],
             );
-            let b = Expr::load(
-                m.b,
-                vec![
-                    Expr::plus(at(&m.b_at[0]), col),
-                    Expr::plus(at(&m.b_at[1]), k.clone()),
-                ],
+            let (bn, bk) = (
+                Expr::plus(at(&m.b_at[0]), col),
+                Expr::plus(at(&m.b_at[1]), k.clone()),
             );
+            let b = Expr::load(m.b, if m.b_kn { vec![bk, bn] } else { vec![bn, bk] });
             let mine = vec![thread.clone()];
             sums.push(Stmt::Store {
                 buf,
@@ -501,7 +538,13 @@ impl Subst<'_> {
                 index: self.index(*buf, index),
                 value: e(value),
             },
-            Stmt::Gemm(_) | Stmt::Barrier | Stmt::Mma(_) | Stmt::Shuffle { .. } => s.clone(),
+            Stmt::Gemm(_)
+            | Stmt::Barrier
+            | Stmt::Mma(_)
+            | Stmt::Shuffle { .. }
+            | Stmt::CopyAsync(_)
+            | Stmt::AsyncCommit
+            | Stmt::AsyncWait(_) => s.clone(),
         }
     }
 
@@ -791,6 +834,53 @@ mod tests {
             );
             let e = Kernel::parse(&text).unwrap_err().to_string();
             assert!(e.contains(want), "{body}: {e}");
+        }
+    }
+
+    /// `cp.async` pieces (zeros where not valid) and `mma.kn` (B stored
+    /// `[k][n]`): the sums are A times B with A's second row of pieces
+    /// zeroed.
+    #[test]
+    fn async_copies_and_kn_mma() {
+        let text = "kernel \"kn\"(%x: in bf16[16, 16], %y: in bf16[16, 8], %o: out f32[16, 8], %a: shared bf16[16, 16], %b: shared bf16[16, 8]) {\n\
+             cp.async 8 %a[(div threadIdx.x 2), (mul (rem threadIdx.x 2) 8)] = %x[(div threadIdx.x 2), (mul (rem threadIdx.x 2) 8)] if (lt (rem threadIdx.x 2) 1)\n\
+             if (lt threadIdx.x 16) {\n\
+               cp.async 8 %b[threadIdx.x, 0] = %y[threadIdx.x, 0] if (eq 0 0)\n\
+             }\n\
+             cp.async.commit\ncp.async.wait 0\nbarrier\n\
+             let $c0: f32 = f32:0.0\nlet $c1: f32 = f32:0.0\nlet $c2: f32 = f32:0.0\nlet $c3: f32 = f32:0.0\n\
+             mma.kn $c0 $c1 $c2 $c3 += %a[0, 0] %b[0, 0]\n\
+             %o[(div threadIdx.x 4), (mul (rem threadIdx.x 4) 2)] = $c0\n\
+             %o[(div threadIdx.x 4), (add (mul (rem threadIdx.x 4) 2) 1)] = $c1\n\
+             %o[(add (div threadIdx.x 4) 8), (mul (rem threadIdx.x 4) 2)] = $c2\n\
+             %o[(add (div threadIdx.x 4) 8), (add (mul (rem threadIdx.x 4) 2) 1)] = $c3\n\
+             }\nschedule {\n  launch grid 1 1 1 block 32 1 1\n}\n";
+        let k = Kernel::parse(text).unwrap();
+        assert_eq!(Kernel::parse(&k.to_string()).unwrap(), k);
+        let x: Vec<f64> = (0..256)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0)
+            .collect();
+        let y: Vec<f64> = (0..128)
+            .map(|i| ((i * 5 % 13) as f64 - 6.0) / 8.0)
+            .collect();
+        let o = &run(text, &[x.clone(), y.clone()])[2];
+        for i in 0..16 {
+            for j in 0..8 {
+                let want: f64 = (0..8).map(|k| x[i * 16 + k] * y[k * 8 + j]).sum();
+                assert_eq!(o[i * 8 + j], want, "({i}, {j})");
+            }
+        }
+        for (bad, want) in [
+            ("cp.async 8 %a[0, 4] = %x[0, 0] if (eq 0 0)", "unaligned"),
+            ("cp.async 16 %a[0, 0] = %x[0, 0] if (eq 0 0)", "32 bytes"),
+            (
+                "cp.async 8 %a[0, 0] = %o[0, 0] if (eq 0 0)",
+                "from a global input",
+            ),
+        ] {
+            let t = text.replace("cp.async.commit", bad);
+            let e = Kernel::parse(&t).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
         }
     }
 

@@ -145,6 +145,11 @@ impl Kernel {
             }
             Stmt::Mma(m) => self.mma(m, scope),
             Stmt::Shuffle { name, value, xor } => self.shuffle(name, value, *xor, scope),
+            Stmt::CopyAsync(c) => self.copy_async(c, scope),
+            Stmt::AsyncCommit | Stmt::AsyncWait(_) if self.schedule.launch.is_none() => {
+                Err("cp.async outside a GPU kernel".into())
+            }
+            Stmt::AsyncCommit | Stmt::AsyncWait(_) => Ok(()),
             Stmt::Barrier => {
                 if self.schedule.launch.is_none() {
                     return Err("barrier outside a GPU kernel".into());
@@ -195,6 +200,50 @@ impl Kernel {
         want(t, d, &format!("shfl ${name}"))
     }
 
+    fn copy_async(&self, c: &super::CopyAsync, scope: &Scope) -> Result<(), String> {
+        if self.schedule.launch.is_none() {
+            return Err("cp.async outside a GPU kernel".into());
+        }
+        let dst = self.check_buf(c.dst, &c.dst_at, scope)?;
+        let src = self.check_buf(c.src, &c.src_at, scope)?;
+        want(
+            self.ty(&c.valid, scope)?,
+            DType::Bool,
+            "a cp.async condition",
+        )?;
+        if dst.role != Role::Shared || src.role != Role::In {
+            return Err(format!(
+                "cp.async copies from a global input into shared memory, not '%{}' to '%{}'",
+                src.name, dst.name
+            ));
+        }
+        if dst.dtype != src.dtype {
+            return Err(format!("cp.async from {} to {}", src.dtype, dst.dtype));
+        }
+        let bytes = c.len * dst.dtype.size();
+        if !matches!(bytes, 4 | 8 | 16) {
+            return Err(format!("cp.async of {bytes} bytes (4, 8 or 16)"));
+        }
+        for (b, at) in [(dst, &c.dst_at), (src, &c.src_at)] {
+            let last = *b.shape.last().unwrap_or(&0);
+            if !last.is_multiple_of(c.len) {
+                return Err(format!(
+                    "cp.async of {} elements in '%{}', whose rows of {last} are not a multiple",
+                    c.len, b.name
+                ));
+            }
+            if let Some(Expr::Int(i)) = at.last() {
+                if *i < 0 || !(*i as usize).is_multiple_of(c.len) {
+                    return Err(format!(
+                        "cp.async at an unaligned position of '%{}'",
+                        b.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn mma(&self, m: &super::Mma, scope: &Scope) -> Result<(), String> {
         let Some(l) = self.schedule.launch else {
             return Err("mma outside a GPU kernel".into());
@@ -220,9 +269,28 @@ impl Kernel {
         if a.dtype != b.dtype {
             return Err("mma A and B of different dtypes".into());
         }
+        if m.b_kn {
+            // Stored [k][n], B's halves are read one at a time: any
+            // warp-uniform position inside the buffer.
+            for (at, rows, dim) in [(&m.b_at[1], 16, 0), (&m.b_at[0], 8, 1)] {
+                if let Expr::Int(p) = at {
+                    if *p < 0 || *p as usize + rows > b.shape[dim] {
+                        return Err(format!("mma B's tile is outside '%{}'", b.name));
+                    }
+                }
+                if !warp_uniform(at, scope) {
+                    return Err("mma B's position must be the same in every lane of a warp".into());
+                }
+            }
+        }
+        let operands: &[_] = if m.b_kn {
+            &[(a, &m.a_at, 16, "A")]
+        } else {
+            &[(a, &m.a_at, 16, "A"), (b, &m.b_at, 8, "B")]
+        };
         // Fragments are read as K-adjacent pairs (4-byte loads): rows of
         // even length, K positions even constants; a tile inside its buffer.
-        for (x, at, rows, what) in [(a, &m.a_at, 16, "A"), (b, &m.b_at, 8, "B")] {
+        for &(x, at, rows, what) in operands {
             if x.shape[1] % 2 != 0 || x.shape[1] < 16 {
                 return Err(format!(
                     "mma {what} '%{}' needs an even row of at least 16",

@@ -348,7 +348,15 @@ fn each_expr(body: &[Stmt], f: &mut dyn FnMut(&Expr)) {
                 index.iter().for_each(&mut *f);
                 f(value);
             }
-            Stmt::Gemm(_) | Stmt::Barrier | Stmt::Mma(_) => {}
+            Stmt::CopyAsync(c) => {
+                c.src_at.iter().chain(&c.dst_at).for_each(&mut *f);
+                f(&c.valid);
+            }
+            Stmt::Gemm(_)
+            | Stmt::Barrier
+            | Stmt::Mma(_)
+            | Stmt::AsyncCommit
+            | Stmt::AsyncWait(_) => {}
         }
     }
 }

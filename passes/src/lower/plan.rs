@@ -226,7 +226,15 @@ fn loads_only_at(k: &Kernel, b: u32, index: &[Expr]) -> bool {
                     f(cond);
                     stmts(body, f);
                 }
-                Stmt::Gemm(_) | Stmt::Barrier | Stmt::Mma(_) => {}
+                Stmt::CopyAsync(c) => {
+                    c.src_at.iter().chain(&c.dst_at).for_each(&mut *f);
+                    f(&c.valid);
+                }
+                Stmt::Gemm(_)
+                | Stmt::Barrier
+                | Stmt::Mma(_)
+                | Stmt::AsyncCommit
+                | Stmt::AsyncWait(_) => {}
             }
         }
     }
