@@ -209,6 +209,35 @@ impl Mma {
 }
 
 impl Stmt {
+    /// Calls `f` on every expression of `body` at any depth (extents,
+    /// conditions, values, indices, positions; not inside matrix products).
+    pub fn each_expr(body: &[Stmt], f: &mut dyn FnMut(&Expr)) {
+        for s in body {
+            match s {
+                Stmt::For {
+                    extent: e, body, ..
+                }
+                | Stmt::If { cond: e, body } => {
+                    f(e);
+                    Stmt::each_expr(body, f);
+                }
+                Stmt::Let { init: e, .. }
+                | Stmt::Set { value: e, .. }
+                | Stmt::Shuffle { value: e, .. } => f(e),
+                Stmt::Store { index, value, .. } => {
+                    index.iter().for_each(&mut *f);
+                    f(value);
+                }
+                Stmt::CopyAsync(c) => {
+                    c.src_at.iter().chain(&c.dst_at).for_each(&mut *f);
+                    f(&c.valid);
+                }
+                Stmt::Mma(m) => m.a_at.iter().chain(&m.b_at).for_each(&mut *f),
+                Stmt::Gemm(_) | Stmt::Barrier | Stmt::AsyncCommit | Stmt::AsyncWait(_) => {}
+            }
+        }
+    }
+
     /// `self` with every expression (extents, conditions, values, indices;
     /// not inside matrix products) passed through `f`.
     pub fn map_exprs(&self, f: &dyn Fn(&Expr) -> Expr) -> Stmt {

@@ -106,19 +106,7 @@ pub fn map(k: &Kernel, dims: &[(String, i64)], body: &[Stmt]) -> Option<Kernel> 
     } else {
         (block, int(0))
     };
-    let mut vars: HashMap<String, Expr> = HashMap::new();
-    let mut stride = 1;
-    for (i, (v, n)) in batch.iter().enumerate().rev() {
-        let mut e = point.clone();
-        if stride > 1 {
-            e = bin(BinOp::Div, e, int(stride));
-        }
-        if i > 0 {
-            e = bin(BinOp::Rem, e, Expr::Int(*n));
-        }
-        vars.insert(v.clone(), e);
-        stride *= (*n).max(0) as usize;
-    }
+    let mut vars: HashMap<String, Expr> = super::unflatten(batch, &point).into_iter().collect();
     let first = Expr::times(qtile, int(threads));
     let query = Expr::plus(first.clone(), Expr::var("threadIdx.x"));
     let last = bin(BinOp::Min, Expr::plus(first, int(threads - 1)), int(q - 1));
@@ -210,7 +198,7 @@ pub fn map(k: &Kernel, dims: &[(String, i64)], body: &[Stmt]) -> Option<Kernel> 
 /// `None` when there is none.
 fn stageable(k: &Kernel, j: &str, batch: &[&str], body: &[Stmt]) -> Option<Vec<Staged>> {
     let mut loads: Vec<(BufId, Vec<Expr>)> = Vec::new();
-    each_expr(body, &mut |e| {
+    Stmt::each_expr(body, &mut |e| {
         e.walk(&mut |x| {
             if let Expr::Load(b, ix) = x {
                 loads.push((*b, ix.clone()));
@@ -326,38 +314,6 @@ fn addends<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
             addends(b, out);
         }
         _ => out.push(e),
-    }
-}
-
-/// Calls `f` on every expression of `body`.
-fn each_expr(body: &[Stmt], f: &mut dyn FnMut(&Expr)) {
-    for s in body {
-        match s {
-            Stmt::For { extent, body, .. } => {
-                f(extent);
-                each_expr(body, f);
-            }
-            Stmt::If { cond, body } => {
-                f(cond);
-                each_expr(body, f);
-            }
-            Stmt::Let { init: e, .. }
-            | Stmt::Set { value: e, .. }
-            | Stmt::Shuffle { value: e, .. } => f(e),
-            Stmt::Store { index, value, .. } => {
-                index.iter().for_each(&mut *f);
-                f(value);
-            }
-            Stmt::CopyAsync(c) => {
-                c.src_at.iter().chain(&c.dst_at).for_each(&mut *f);
-                f(&c.valid);
-            }
-            Stmt::Gemm(_)
-            | Stmt::Barrier
-            | Stmt::Mma(_)
-            | Stmt::AsyncCommit
-            | Stmt::AsyncWait(_) => {}
-        }
     }
 }
 

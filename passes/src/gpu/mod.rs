@@ -65,6 +65,25 @@ fn global_index(block: usize) -> Expr {
     )
 }
 
+/// Each loop variable of `dims` (outermost first) from a flat index of their
+/// space, innermost fastest.
+fn unflatten(dims: &[(String, i64)], flat: &Expr) -> Vec<(String, Expr)> {
+    let mut at = Vec::new();
+    let mut stride = 1i64;
+    for (i, (v, n)) in dims.iter().enumerate().rev() {
+        let mut e = flat.clone();
+        if stride > 1 {
+            e = Expr::bin(BinOp::Div, e, Expr::Int(stride));
+        }
+        if i > 0 {
+            e = Expr::bin(BinOp::Rem, e, Expr::Int(*n));
+        }
+        at.push((v.clone(), e));
+        stride *= n;
+    }
+    at
+}
+
 fn loops(k: &Kernel) -> Kernel {
     let mut dims: Vec<(String, i64)> = Vec::new();
     let mut body: &[Stmt] = &k.body;
@@ -78,23 +97,7 @@ fn loops(k: &Kernel) -> Kernel {
         body = inner;
     }
     let total: i64 = dims.iter().map(|d| d.1.max(0)).product();
-    // Each collapsed loop variable from a flat index, innermost fastest.
-    let decompose = |flat: Expr| {
-        let mut at = Vec::new();
-        let mut stride = 1i64;
-        for (i, (v, n)) in dims.iter().enumerate().rev() {
-            let mut e = flat.clone();
-            if stride > 1 {
-                e = Expr::bin(BinOp::Div, e, Expr::Int(stride));
-            }
-            if i > 0 {
-                e = Expr::bin(BinOp::Rem, e, Expr::Int(*n));
-            }
-            at.push((v.clone(), e));
-            stride *= n;
-        }
-        at
-    };
+    let decompose = |flat: Expr| unflatten(&dims, &flat);
     if let Some(r) = rows::map(k, total as usize, &decompose, body) {
         return r;
     }

@@ -209,35 +209,6 @@ fn loads_only_at(k: &Kernel, b: u32, index: &[Expr]) -> bool {
             }
         })
     };
-    fn stmts(s: &[Stmt], f: &mut dyn FnMut(&Expr)) {
-        for st in s {
-            match st {
-                Stmt::For { extent, body, .. } => {
-                    f(extent);
-                    stmts(body, f);
-                }
-                Stmt::Let { init, .. } => f(init),
-                Stmt::Set { value, .. } | Stmt::Shuffle { value, .. } => f(value),
-                Stmt::Store { index, value, .. } => {
-                    index.iter().for_each(&mut *f);
-                    f(value);
-                }
-                Stmt::If { cond, body } => {
-                    f(cond);
-                    stmts(body, f);
-                }
-                Stmt::CopyAsync(c) => {
-                    c.src_at.iter().chain(&c.dst_at).for_each(&mut *f);
-                    f(&c.valid);
-                }
-                Stmt::Gemm(_)
-                | Stmt::Barrier
-                | Stmt::Mma(_)
-                | Stmt::AsyncCommit
-                | Stmt::AsyncWait(_) => {}
-            }
-        }
-    }
-    stmts(&k.body, &mut check);
+    Stmt::each_expr(&k.body, &mut check);
     ok
 }
