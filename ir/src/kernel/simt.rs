@@ -870,6 +870,39 @@ mod tests {
                 assert_eq!(o[i * 8 + j], want, "({i}, {j})");
             }
         }
+        // Reads only after a wait and then a barrier, on every path (a
+        // copy at the end of a loop reaches the next iteration's read).
+        for (from, to) in [
+            ("cp.async.wait 0\nbarrier\n", ""),
+            ("cp.async.wait 0\nbarrier\n", "barrier\n"),
+            ("cp.async.wait 0\nbarrier\n", "cp.async.wait 0\n"),
+            (
+                "cp.async.wait 0\nbarrier\n",
+                "cp.async.wait 0\nif (eq threadIdx.x 0) {\nbarrier\n}\n",
+            ),
+        ] {
+            let e = Kernel::parse(&text.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("read before its cp.async copies") || e.contains("under an if"),
+                "{to}: {e}"
+            );
+        }
+        let looped = "kernel \"l\"(%x: in f32[64], %o: out f32[32], %s: shared f32[32]) {\n\
+             for t in 0..2 {\n\
+               %o[threadIdx.x] = %s[threadIdx.x]\n\
+               cp.async 1 %s[threadIdx.x] = %x[(add (mul t 32) threadIdx.x)] if (eq 0 0)\n\
+               cp.async.commit\n\
+             }\n\
+             }\nschedule {\n  launch grid 1 1 1 block 32 1 1\n}\n";
+        let e = Kernel::parse(looped).unwrap_err().to_string();
+        assert!(e.contains("'%s' is read before"), "{e}");
+        let waited = looped.replace(
+            "cp.async.commit\n",
+            "cp.async.commit\ncp.async.wait 0\nbarrier\n",
+        );
+        assert!(Kernel::parse(&waited).is_ok());
         for (bad, want) in [
             ("cp.async 8 %a[0, 4] = %x[0, 0] if (eq 0 0)", "unaligned"),
             ("cp.async 16 %a[0, 0] = %x[0, 0] if (eq 0 0)", "32 bytes"),

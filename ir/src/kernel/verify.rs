@@ -33,7 +33,11 @@ impl Kernel {
         }
         let r = self
             .block(&self.body, &mut scope, &mut loops)
-            .and_then(|_| self.check_schedule(&loops));
+            .and_then(|_| self.check_schedule(&loops))
+            .and_then(|_| {
+                let mut pending = vec![Landing::Landed; self.bufs.len()];
+                self.landed_before_read(&self.body, &mut pending)
+            });
         r.map_err(|msg| IrError::Kernel {
             kernel: self.name.clone(),
             msg,
@@ -198,6 +202,89 @@ impl Kernel {
             return Err(format!("shfl into undeclared local '${name}'"));
         };
         want(t, d, &format!("shfl ${name}"))
+    }
+
+    /// Every read of a shared buffer that a `cp.async` fills comes after a
+    /// `cp.async.wait` and then a barrier, on every path from the copy (so
+    /// the copies have landed and every thread sees them; whether the wait
+    /// retires the right group is the mapping's business). `pending` is each
+    /// buffer's state on entry and is left as on exit.
+    fn landed_before_read(&self, body: &[Stmt], pending: &mut [Landing]) -> Result<(), String> {
+        let read_buf = |b: BufId, pending: &[Landing]| {
+            if pending[b.0 as usize] == Landing::Landed {
+                return Ok(());
+            }
+            Err(format!(
+                "'%{}' is read before its cp.async copies are waited for and a barrier",
+                self.buf(b).name
+            ))
+        };
+        let read = |e: &Expr, pending: &[Landing]| {
+            let mut r = Ok(());
+            e.walk(&mut |x| {
+                if let (Expr::Load(b, _), Ok(())) = (x, &r) {
+                    r = read_buf(*b, pending);
+                }
+            });
+            r
+        };
+        for s in body {
+            match s {
+                Stmt::CopyAsync(c) => {
+                    for e in c.dst_at.iter().chain(&c.src_at).chain([&c.valid]) {
+                        read(e, pending)?;
+                    }
+                    pending[c.dst.0 as usize] = Landing::InFlight;
+                }
+                Stmt::AsyncWait(_) => {
+                    for p in pending.iter_mut() {
+                        if *p == Landing::InFlight {
+                            *p = Landing::Waited;
+                        }
+                    }
+                }
+                Stmt::Barrier => {
+                    for p in pending.iter_mut() {
+                        if *p == Landing::Waited {
+                            *p = Landing::Landed;
+                        }
+                    }
+                }
+                Stmt::Mma(m) => {
+                    read_buf(m.a, pending)?;
+                    read_buf(m.b, pending)?;
+                    for e in m.a_at.iter().chain(&m.b_at) {
+                        read(e, pending)?;
+                    }
+                }
+                Stmt::For { extent, body, .. } => {
+                    read(extent, pending)?;
+                    // Twice: the second pass starts from what the first
+                    // iteration leaves (the worse of that and the entry).
+                    let entry = pending.to_vec();
+                    self.landed_before_read(body, pending)?;
+                    join(pending, &entry);
+                    self.landed_before_read(body, pending)?;
+                    join(pending, &entry);
+                }
+                Stmt::If { cond, body } => {
+                    read(cond, pending)?;
+                    let entry = pending.to_vec();
+                    self.landed_before_read(body, pending)?;
+                    join(pending, &entry);
+                }
+                _ => {
+                    let mut r = Ok(());
+                    Stmt::each_expr(std::slice::from_ref(s), &mut |e| {
+                        if r.is_ok() {
+                            r = read(e, pending);
+                        }
+                    });
+                    r?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn copy_async(&self, c: &super::CopyAsync, scope: &Scope) -> Result<(), String> {
@@ -507,6 +594,24 @@ fn uniform(e: &Expr, scope: &Scope) -> bool {
         _ => {}
     });
     ok
+}
+
+/// Where a shared buffer's `cp.async` copies are, at a point of the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Landing {
+    /// None in flight (or all waited for and a barrier passed).
+    Landed,
+    /// Waited for by this thread, not yet behind a barrier.
+    Waited,
+    /// Issued, not yet waited for.
+    InFlight,
+}
+
+/// Each buffer's worse state of two paths.
+fn join(pending: &mut [Landing], other: &[Landing]) {
+    for (p, o) in pending.iter_mut().zip(other) {
+        *p = (*p).max(*o);
+    }
 }
 
 fn want(got: DType, want: DType, what: &str) -> Result<(), String> {
