@@ -903,6 +903,14 @@ mod tests {
             "cp.async.commit\ncp.async.wait 0\nbarrier\n",
         );
         assert!(Kernel::parse(&waited).is_ok());
+        // An mma after plain stores to its operands needs a barrier too.
+        let stored = text.replace(
+            "cp.async.commit\ncp.async.wait 0\nbarrier\n",
+            "cp.async.commit\ncp.async.wait 0\nbarrier\n%b[0, 0] = bf16:1.0\n",
+        );
+        let e = Kernel::parse(&stored).unwrap_err().to_string();
+        assert!(e.contains("mma reads '%b' after stores"), "{e}");
+        assert!(Kernel::parse(&stored.replace("bf16:1.0\n", "bf16:1.0\nbarrier\n")).is_ok());
         for (bad, want) in [
             ("cp.async 8 %a[0, 4] = %x[0, 0] if (eq 0 0)", "unaligned"),
             ("cp.async 16 %a[0, 0] = %x[0, 0] if (eq 0 0)", "32 bytes"),

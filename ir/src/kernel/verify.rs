@@ -207,17 +207,28 @@ impl Kernel {
     /// Every read of a shared buffer that a `cp.async` fills comes after a
     /// `cp.async.wait` and then a barrier, on every path from the copy (so
     /// the copies have landed and every thread sees them; whether the wait
-    /// retires the right group is the mapping's business). `pending` is each
-    /// buffer's state on entry and is left as on exit.
+    /// retires the right group is the mapping's business), and an `mma`
+    /// reads shared buffers only with a barrier after the last stores to
+    /// them (gpu-sim runs copies at once and an mma as a block-wide step,
+    /// so it would not show either race). `pending` is each buffer's state
+    /// on entry and is left as on exit.
     fn landed_before_read(&self, body: &[Stmt], pending: &mut [Landing]) -> Result<(), String> {
         let read_buf = |b: BufId, pending: &[Landing]| {
-            if pending[b.0 as usize] == Landing::Landed {
+            if pending[b.0 as usize] < Landing::Waited {
                 return Ok(());
             }
             Err(format!(
                 "'%{}' is read before its cp.async copies are waited for and a barrier",
                 self.buf(b).name
             ))
+        };
+        // A warp's mma reads what other threads stored: a barrier between.
+        let mma_reads = |b: BufId, pending: &[Landing]| match pending[b.0 as usize] {
+            Landing::Stored => Err(format!(
+                "mma reads '%{}' after stores to it without a barrier between",
+                self.buf(b).name
+            )),
+            _ => read_buf(b, pending),
         };
         let read = |e: &Expr, pending: &[Landing]| {
             let mut r = Ok(());
@@ -245,14 +256,23 @@ impl Kernel {
                 }
                 Stmt::Barrier => {
                     for p in pending.iter_mut() {
-                        if *p == Landing::Waited {
+                        if matches!(*p, Landing::Stored | Landing::Waited) {
                             *p = Landing::Landed;
                         }
                     }
                 }
+                Stmt::Store { buf, index, value } => {
+                    for e in index.iter().chain([value]) {
+                        read(e, pending)?;
+                    }
+                    let p = &mut pending[buf.0 as usize];
+                    if self.buf(*buf).role == Role::Shared {
+                        *p = (*p).max(Landing::Stored);
+                    }
+                }
                 Stmt::Mma(m) => {
-                    read_buf(m.a, pending)?;
-                    read_buf(m.b, pending)?;
+                    mma_reads(m.a, pending)?;
+                    mma_reads(m.b, pending)?;
                     for e in m.a_at.iter().chain(&m.b_at) {
                         read(e, pending)?;
                     }
@@ -601,6 +621,8 @@ fn uniform(e: &Expr, scope: &Scope) -> bool {
 enum Landing {
     /// None in flight (or all waited for and a barrier passed).
     Landed,
+    /// Stored to by threads since the last barrier.
+    Stored,
     /// Waited for by this thread, not yet behind a barrier.
     Waited,
     /// Issued, not yet waited for.
