@@ -8,9 +8,11 @@ venv (bench/requirements-gpu.txt; scripts/gpu-check installs them).
 
 Cases: an N x N x N matrix product (N = --size, 4096 by default) in bf16, f16
 and f32, then the example models. Each round runs a block of kiln
-(`kiln bench --target cuda`, whose `kernels_ms` is the time inside the
-kernels, without the input and output copies) and a block of each PyTorch
-variant on device-resident inputs (timed with CUDA events): for the matrix
+(`kiln bench --target cuda`, whose `kernels_ms` is the median per run of the
+time inside the kernels, without the input and output copies; each kernel is
+timed on the host up to its synchronize, so a few microseconds of launch
+latency per kernel count against kiln) and a block of each PyTorch variant on
+device-resident inputs (medians of CUDA-event times): for the matrix
 products `torch.matmul` (cuBLAS) and `torch.compile(torch.matmul)`, for the
 models the ONNX graph converted by onnx2torch, eager and under torch.compile.
 It prints per case the medians, TFLOP/s, and kiln's throughput as a share of

@@ -94,8 +94,9 @@ Example:\n  kiln run models/mlp.onnx --seed 1 --out-dir out/mlp\n  kiln run mode
     #[command(
         after_help = "Inputs are random (seed 0). Prints one JSON object: model, target, threads,\n\
 iters, median_ms, p10_ms, p90_ms, gflops (the model's FLOPs over the median),\n\
-kernels_ms (the mean time per run inside the steps: on cuda, the kernels\n\
-without the input and output copies).\n\n\
+kernels_ms (the median over runs of the time inside the steps: on cuda, the\n\
+kernels, each timed on the host to its synchronize, without the input and output\n\
+copies).\n\n\
 Example:\n  kiln bench models/gpt2_block.onnx --target cpu-llvm --threads 2 --iters 50"
     )]
     Bench {
@@ -439,20 +440,35 @@ fn main_inner(cli: Cli) -> Result<(), Error> {
             }
             exe.take_step_times();
             let mut ms = Vec::with_capacity(iters.max(1));
+            // Per run, the time inside its steps; per step, the total.
+            let mut inside = Vec::with_capacity(iters.max(1));
+            let mut per_step: Vec<(String, f64)> = Vec::new();
             for _ in 0..iters.max(1) {
                 let t0 = std::time::Instant::now();
                 exe.run(&feed)?;
                 ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                let steps = exe.take_step_times();
+                inside.push(steps.iter().map(|s| s.1).sum::<f64>() * 1e3);
+                if per_step.is_empty() {
+                    per_step = steps;
+                } else {
+                    per_step
+                        .iter_mut()
+                        .zip(&steps)
+                        .for_each(|(a, b)| a.1 += b.1);
+                }
             }
-            let steps = exe.take_step_times();
             if profile {
-                for (name, t) in &steps {
+                for (name, t) in &per_step {
                     eprintln!("{:>10.3} ms  {name}", t * 1e3 / ms.len() as f64);
                 }
             }
-            let kernels_ms = steps.iter().map(|s| s.1).sum::<f64>() * 1e3 / ms.len() as f64;
-            ms.sort_by(f64::total_cmp);
-            let q = |f: f64| ms[((ms.len() - 1) as f64 * f).round() as usize];
+            let median = |v: &mut Vec<f64>, f: f64| {
+                v.sort_by(f64::total_cmp);
+                v[((v.len() - 1) as f64 * f).round() as usize]
+            };
+            let kernels_ms = median(&mut inside, 0.5);
+            let q = |f: f64| median(&mut ms.clone(), f);
             let threads = if threads == 0 {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             } else {

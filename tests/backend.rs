@@ -390,6 +390,7 @@ fn attention_causal_and_not() {
         (2, 70, 70, 64, true),
         (1, 33, 100, 24, false),
         (3, 64, 40, 8, true),
+        (2, 40, 100, 32, true),
     ]
     .iter()
     .enumerate()

@@ -231,6 +231,7 @@ fn half_matmul_runs_on_tensor_cores() {
         (1, 65, 33, 130),
         (3, 7, 20, 9),
         (2, 70, 40, 136),
+        (1, 257, 296, 136),
     ];
     for (dt, name) in [(DType::BF16, "bf16"), (DType::F16, "f16")] {
         for (i, &(batch, m, k, n)) in shapes.iter().enumerate() {
@@ -366,6 +367,9 @@ fn awkward_kernels_on_cuda_match_the_interpreter() {
             (1, 65, 33, 130),
             (3, 7, 20, 9),
             (1, 257, 300, 129),
+            // cp.async pipeline: several K stages, edges in M, K and N.
+            (2, 70, 40, 136),
+            (1, 257, 296, 136),
         ]
         .iter()
         .enumerate()
@@ -389,6 +393,7 @@ fn awkward_kernels_on_cuda_match_the_interpreter() {
         (2, 70, 70, 64, true),
         (1, 33, 100, 24, false),
         (3, 5, 5, 8, true),
+        (2, 40, 100, 32, true),
     ]
     .iter()
     .enumerate()

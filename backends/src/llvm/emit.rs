@@ -594,28 +594,27 @@ impl<'m, 'k> Func<'m, 'k> {
     /// Two K-adjacent half-precision elements `buf[row, k..k + 2]` as one
     /// `i32` (`k` is even, so the pair is 4-byte aligned).
     fn pair(&mut self, buf: BufId, row: &str, k: &str) -> String {
+        let p = self.half_ptr(buf, row, k);
+        self.ins("frag", &format!("load i32, ptr {p}, align 4"))
+    }
+
+    /// The address of half-precision `buf[row, col]` (a 2-D buffer).
+    fn half_ptr(&mut self, buf: BufId, row: &str, col: &str) -> String {
         let w = self.k.buf(buf).shape[1];
         let base = &self.bufs[buf.0 as usize].0.clone();
         let at = self.ins("o", &format!("mul nsw i64 {row}, {w}"));
-        let at = self.ins("o", &format!("add nsw i64 {at}, {k}"));
-        let p = self.ins(
+        let at = self.ins("o", &format!("add nsw i64 {at}, {col}"));
+        self.ins(
             "p",
             &format!("getelementptr inbounds i16, ptr {base}, i64 {at}"),
-        );
-        self.ins("frag", &format!("load i32, ptr {p}, align 4"))
+        )
     }
 
     /// Two half-precision elements `buf[k, n]` and `buf[k + 1, n]` as one
     /// `i32`, the first in the low half.
     fn column_pair(&mut self, buf: BufId, k: &str, n: &str) -> String {
         let w = self.k.buf(buf).shape[1];
-        let base = &self.bufs[buf.0 as usize].0.clone();
-        let at = self.ins("o", &format!("mul nsw i64 {k}, {w}"));
-        let at = self.ins("o", &format!("add nsw i64 {at}, {n}"));
-        let lo = self.ins(
-            "p",
-            &format!("getelementptr inbounds i16, ptr {base}, i64 {at}"),
-        );
+        let lo = self.half_ptr(buf, k, n);
         let hi = self.ins(
             "p",
             &format!("getelementptr inbounds i16, ptr {lo}, i64 {w}"),

@@ -201,12 +201,23 @@ fn desugar(k: &Kernel) -> Kernel {
                         index: at(&c.dst_at, e),
                         value: Expr::lit(dtype, 0.0),
                     };
+                    // The condition once, before any element lands.
+                    let mut valid = format!("cp_valid{}", lets.len());
+                    while lets.contains_key(&valid) {
+                        valid.push('_');
+                    }
+                    lets.insert(valid.clone(), DType::Bool);
+                    out.push(Stmt::Let {
+                        name: valid.clone(),
+                        dtype: DType::Bool,
+                        init: c.valid.clone(),
+                    });
                     out.push(Stmt::If {
-                        cond: c.valid.clone(),
+                        cond: Expr::local(&valid),
                         body: (0..c.len).map(copy).collect(),
                     });
                     out.push(Stmt::If {
-                        cond: Expr::un(super::UnOp::Not, c.valid.clone()),
+                        cond: Expr::un(super::UnOp::Not, Expr::local(&valid)),
                         body: (0..c.len).map(zero).collect(),
                     });
                 }
@@ -912,7 +923,14 @@ mod tests {
         assert!(e.contains("mma reads '%b' after stores"), "{e}");
         assert!(Kernel::parse(&stored.replace("bf16:1.0\n", "bf16:1.0\nbarrier\n")).is_ok());
         for (bad, want) in [
-            ("cp.async 8 %a[0, 4] = %x[0, 0] if (eq 0 0)", "unaligned"),
+            (
+                "cp.async 8 %a[0, 4] = %x[0, 0] if (eq 0 0)",
+                "multiple of 8",
+            ),
+            (
+                "cp.async 8 %a[0, (add (mul threadIdx.x 8) 4)] = %x[0, 0] if (eq 0 0)",
+                "multiple of 8",
+            ),
             ("cp.async 16 %a[0, 0] = %x[0, 0] if (eq 0 0)", "32 bytes"),
             (
                 "cp.async 8 %a[0, 0] = %o[0, 0] if (eq 0 0)",
@@ -923,6 +941,21 @@ mod tests {
             let e = Kernel::parse(&t).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");
         }
+    }
+
+    /// A copy's condition is read once, before any element lands (here the
+    /// condition reads the element the copy overwrites).
+    #[test]
+    fn async_copy_condition_is_read_once() {
+        let text = "kernel \"c\"(%x: in f32[32], %o: out f32[32], %a: shared f32[32]) {\n\
+             %a[threadIdx.x] = f32:0.0\n\
+             barrier\n\
+             cp.async 1 %a[threadIdx.x] = %x[threadIdx.x] if (eq %a[threadIdx.x] f32:0.0)\n\
+             cp.async.commit\ncp.async.wait 0\nbarrier\n\
+             %o[threadIdx.x] = %a[threadIdx.x]\n\
+             }\nschedule {\n  launch grid 1 1 1 block 32 1 1\n}\n";
+        let x: Vec<f64> = (0..32).map(|i| i as f64 + 1.0).collect();
+        assert_eq!(run(text, std::slice::from_ref(&x))[1], x);
     }
 
     /// The text form keeps launches, ifs, barriers and shared buffers.

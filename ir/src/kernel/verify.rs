@@ -332,20 +332,21 @@ impl Kernel {
             return Err(format!("cp.async of {bytes} bytes (4, 8 or 16)"));
         }
         for (b, at) in [(dst, &c.dst_at), (src, &c.src_at)] {
-            let last = *b.shape.last().unwrap_or(&0);
+            let Some(&last) = b.shape.last() else {
+                return Err(format!("cp.async of scalar '%{}'", b.name));
+            };
             if !last.is_multiple_of(c.len) {
                 return Err(format!(
                     "cp.async of {} elements in '%{}', whose rows of {last} are not a multiple",
                     c.len, b.name
                 ));
             }
-            if let Some(Expr::Int(i)) = at.last() {
-                if *i < 0 || !(*i as usize).is_multiple_of(c.len) {
-                    return Err(format!(
-                        "cp.async at an unaligned position of '%{}'",
-                        b.name
-                    ));
-                }
+            // Rows are whole pieces; the position in the row must be too.
+            if !at.last().is_some_and(|e| multiple_of(e, c.len as i64)) {
+                return Err(format!(
+                    "cp.async at a position of '%{}' not provably a multiple of {}",
+                    b.name, c.len
+                ));
             }
         }
         Ok(())
@@ -614,6 +615,21 @@ fn uniform(e: &Expr, scope: &Scope) -> bool {
         _ => {}
     });
     ok
+}
+
+/// Whether integer `e` is a multiple of `n` for every value of its
+/// variables (a sound, simple test: sums, min and max of multiples, and
+/// products with a multiple).
+fn multiple_of(e: &Expr, n: i64) -> bool {
+    match e {
+        _ if n == 1 => true,
+        Expr::Int(c) => c % n == 0,
+        Expr::Bin(BinOp::Add | BinOp::Sub | BinOp::Min | BinOp::Max, a, b) => {
+            multiple_of(a, n) && multiple_of(b, n)
+        }
+        Expr::Bin(BinOp::Mul, a, b) => multiple_of(a, n) || multiple_of(b, n),
+        _ => false,
+    }
 }
 
 /// Where a shared buffer's `cp.async` copies are, at a point of the body.

@@ -7,9 +7,9 @@
 //! (consecutive threads on consecutive elements, then a barrier), every
 //! thread runs the loop body for its query over the tile from shared memory
 //! (the attention kernel's online softmax stays as the CPU lowering wrote
-//! it), and a second barrier guards the tiles' reuse. A key loop whose
-//! extent grows with the query (causal attention) stops at the block's last
-//! query. Threads past the last query compute the last query's row again
+//! it), and a second barrier guards the tiles' reuse. The key loop runs to
+//! the extent of the block's last query (the extent may grow with the
+//! query, as in causal attention, but not fall). Threads past the last query compute the last query's row again
 //! and store nothing.
 
 use super::matmul::{bin, int};
@@ -39,6 +39,16 @@ impl Staged {
     fn row(&self) -> usize {
         self.width.iter().product()
     }
+
+    /// Whether `w` is the same window (a load of another width at the same
+    /// base gets its own tile).
+    fn same(&self, w: &Staged) -> bool {
+        self.buf == w.buf
+            && self.at == w.at
+            && self.prefix == w.prefix
+            && self.base == w.base
+            && self.width == w.width
+    }
 }
 
 /// The key-tiled kernel for `k`, whose body below its collapsed loops
@@ -57,7 +67,9 @@ pub fn map(k: &Kernel, dims: &[(String, i64)], body: &[Stmt]) -> Option<Kernel> 
         let st = stageable(k, var, &batch_vars, body)?;
         Some((i, var, extent, body, st))
     })?;
-    let mut uniform = true;
+    // The key tiles the block needs are those its last query reaches: the
+    // extent must not fall as the query grows.
+    let mut uniform = monotone(extent, qv);
     extent.walk(&mut |x| uniform &= !matches!(x, Expr::Local(_) | Expr::Load(..)));
     let keys = staged.iter().map(|s| k.buf(s.buf).shape[s.at]).min()?;
     let per_key: usize = staged
@@ -120,15 +132,11 @@ pub fn map(k: &Kernel, dims: &[(String, i64)], body: &[Stmt]) -> Option<Kernel> 
     let guard = (tiles_q * threads != q).then(|| bin(BinOp::Lt, query, int(q)));
     let row = |s: &Stmt| guard_stores(&s.map_exprs(&|e| bind(e, &vars)), k, &guard);
 
-    // Key tiles: every one the block's queries reach.
-    let tiles = if monotone(extent, qv) {
-        let mut at_last = vars.clone();
-        at_last.insert(qv.clone(), last);
-        let reach = bind(extent, &at_last);
-        bin(BinOp::Div, Expr::plus(reach, int(bk - 1)), int(bk))
-    } else {
-        int(keys.div_ceil(bk))
-    };
+    // Key tiles: every one the block's last query reaches.
+    let mut at_last = vars.clone();
+    at_last.insert(qv.clone(), last);
+    let reach = bind(extent, &at_last);
+    let tiles = bin(BinOp::Div, Expr::plus(reach, int(bk - 1)), int(bk));
     let (jt, jj) = (format!("{j}_tile"), format!("{j}_in"));
     let key0 = Expr::times(Expr::var(&jt), int(bk));
     let mut tile_body = Vec::new();
@@ -212,10 +220,7 @@ fn stageable(k: &Kernel, j: &str, batch: &[&str], body: &[Stmt]) -> Option<Vec<S
             continue;
         }
         if let Some((w, _)) = window(k, *b, ix, j, batch, &inner) {
-            if !out
-                .iter()
-                .any(|s| s.buf == w.buf && s.at == w.at && s.prefix == w.prefix && s.base == w.base)
-            {
+            if w.row() > 0 && !out.iter().any(|s| s.same(&w)) {
                 out.push(w);
             }
         }
@@ -414,9 +419,7 @@ impl Keys<'_> {
                 return None;
             };
             let (w, offs) = window(self.k, *b, ix, self.j, self.batch, &self.inner)?;
-            let s = staged.iter().find(|s| {
-                s.buf == w.buf && s.at == w.at && s.prefix == w.prefix && s.base == w.base
-            })?;
+            let s = staged.iter().find(|s| s.same(&w))?;
             let mut flat = int(0);
             for (o, w) in offs.iter().zip(&s.width) {
                 flat = Expr::plus(Expr::times(flat, int(*w)), self.tiled(o, staged, jj));

@@ -262,12 +262,18 @@ impl Tiles<'_> {
         let kt = Expr::var("mma_kt");
         let next = Expr::plus(kt.clone(), int(1));
         let stage_of = |t: Expr| bin(BinOp::Rem, t, int(2));
-        body.extend(self.copies((a_s, a), (b_s, b), &int(0), &int(0), "mma_c0"));
+        body.extend(self.copies((a_s, a), (b_s, b), &int(0), &int(0), "mma_cp0"));
         body.push(Stmt::AsyncCommit);
         let mut steps = vec![
             Stmt::If {
                 cond: bin(BinOp::Lt, next.clone(), int(tiles)),
-                body: self.copies((a_s, a), (b_s, b), &next, &stage_of(next.clone()), "mma_cn"),
+                body: self.copies(
+                    (a_s, a),
+                    (b_s, b),
+                    &next,
+                    &stage_of(next.clone()),
+                    "mma_cpn",
+                ),
             },
             Stmt::AsyncCommit,
             Stmt::AsyncWait(1),
