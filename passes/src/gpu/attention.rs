@@ -13,7 +13,7 @@
 //! and store nothing.
 
 use super::matmul::{bin, int};
-use kiln_ir::kernel::{BinOp, Buf, BufId, Expr, Kernel, Launch, Role, Schedule, Stmt};
+use kiln_ir::kernel::{BinOp, Buf, BufId, Expr, Kernel, Role, Stmt};
 use std::collections::HashMap;
 
 /// Queries (threads) per block, where there are that many.
@@ -185,18 +185,13 @@ pub fn map(k: &Kernel, dims: &[(String, i64)], body: &[Stmt]) -> Option<Kernel> 
         body: tile_body,
     });
     out.extend(body[at + 1..].iter().map(row));
-    Some(Kernel {
-        name: k.name.clone(),
+    Some(super::launched(
+        k,
         bufs,
-        body: out,
-        schedule: Schedule {
-            launch: Some(Launch {
-                grid: [blocks, 1, 1],
-                block: [threads, 1, 1],
-            }),
-            ..Schedule::default()
-        },
-    })
+        out,
+        [blocks, 1, 1],
+        [threads, 1, 1],
+    ))
 }
 
 /// The windows of inputs that loop `j` of `body` reads the same way for

@@ -8,9 +8,7 @@
 //! inner loop has no branches. The epilogue applies the product's value and
 //! mask per element where it lies inside the output.
 
-use kiln_ir::kernel::{
-    BinOp, Buf, BufId, Expr, Gemm, Kernel, Launch, Operand, Role, Schedule, Stmt,
-};
+use kiln_ir::kernel::{BinOp, Buf, BufId, Expr, Gemm, Kernel, Operand, Role, Stmt};
 use kiln_ir::DType;
 
 /// Output rows per block.
@@ -283,16 +281,11 @@ pub fn simt(k: &Kernel, g: &Gemm) -> Result<Kernel, String> {
             body.push(store_one(g, &batch, (m, n), Expr::local(&c(i, j))));
         }
     }
-    Ok(Kernel {
-        name: k.name.clone(),
+    Ok(super::launched(
+        k,
         bufs,
         body,
-        schedule: Schedule {
-            launch: Some(Launch {
-                grid: [n_ext.div_ceil(BN), m_ext.div_ceil(BM), batches],
-                block: [THREADS, 1, 1],
-            }),
-            ..Schedule::default()
-        },
-    })
+        [n_ext.div_ceil(BN), m_ext.div_ceil(BM), batches],
+        [THREADS, 1, 1],
+    ))
 }

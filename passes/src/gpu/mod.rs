@@ -22,7 +22,7 @@ pub mod rows;
 pub mod tensor_core;
 
 use crate::lower::{Program, Step};
-use kiln_ir::kernel::{BinOp, Expr, Kernel, Launch, Schedule, Stmt};
+use kiln_ir::kernel::{BinOp, Buf, Expr, Kernel, Launch, Schedule, Stmt};
 
 /// Threads per block of a mapped loop nest.
 pub const LOOP_BLOCK: usize = 256;
@@ -55,6 +55,26 @@ pub fn map_kernel(k: &Kernel) -> Result<Kernel, String> {
     g.verify()
         .map_err(|e| format!("GPU mapping of kernel '{}': {e}", k.name))?;
     Ok(g)
+}
+
+/// The GPU kernel that maps `k`: its name, `bufs` and `body`, launched on
+/// `grid` blocks of `block` threads.
+fn launched(
+    k: &Kernel,
+    bufs: Vec<Buf>,
+    body: Vec<Stmt>,
+    grid: [usize; 3],
+    block: [usize; 3],
+) -> Kernel {
+    Kernel {
+        name: k.name.clone(),
+        bufs,
+        body,
+        schedule: Schedule {
+            launch: Some(Launch { grid, block }),
+            ..Schedule::default()
+        },
+    }
 }
 
 /// The global thread index of a 1-D launch of `block`-thread blocks.
@@ -121,16 +141,5 @@ fn loops(k: &Kernel) -> Kernel {
             body: inner,
         }];
     }
-    Kernel {
-        name: k.name.clone(),
-        bufs: k.bufs.clone(),
-        body: inner,
-        schedule: Schedule {
-            launch: Some(Launch {
-                grid: [blocks, 1, 1],
-                block: [block, 1, 1],
-            }),
-            ..Schedule::default()
-        },
-    }
+    launched(k, k.bufs.clone(), inner, [blocks, 1, 1], [block, 1, 1])
 }

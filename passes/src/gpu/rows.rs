@@ -11,7 +11,7 @@
 //! in every thread (they see the same sums), and its scalar stores in
 //! thread 0.
 
-use kiln_ir::kernel::{BinOp, Buf, BufId, Expr, Kernel, Launch, Role, Schedule, Stmt};
+use kiln_ir::kernel::{BinOp, Buf, BufId, Expr, Kernel, Role, Stmt};
 use kiln_ir::DType;
 use std::collections::HashMap;
 
@@ -195,18 +195,7 @@ pub fn map(
             }
         }
     }
-    Some(Kernel {
-        name: k.name.clone(),
-        bufs,
-        body: out,
-        schedule: Schedule {
-            launch: Some(Launch {
-                grid: [rows, 1, 1],
-                block: [threads, 1, 1],
-            }),
-            ..Schedule::default()
-        },
-    })
+    Some(super::launched(k, bufs, out, [rows, 1, 1], [threads, 1, 1]))
 }
 
 /// `for var in 0..n { stmts }` with element `j` in thread `j % threads`:

@@ -14,9 +14,7 @@
 //! `[n][k]`, with clamped reads and zeros past the edges.
 
 use super::matmul::{batch_vars, bin, bind, int, stage, store_one};
-use kiln_ir::kernel::{
-    BinOp, Buf, BufId, CopyAsync, Expr, Gemm, Kernel, Launch, Mma, Operand, Role, Schedule, Stmt,
-};
+use kiln_ir::kernel::{BinOp, Buf, BufId, CopyAsync, Expr, Gemm, Kernel, Mma, Operand, Role, Stmt};
 use kiln_ir::DType;
 
 /// Output rows per block.
@@ -112,18 +110,13 @@ pub fn mma(k: &Kernel, g: &Gemm) -> Option<Kernel> {
             }
         }
     }
-    Some(Kernel {
-        name: k.name.clone(),
+    Some(super::launched(
+        k,
         bufs,
         body,
-        schedule: Schedule {
-            launch: Some(Launch {
-                grid: [n_ext.div_ceil(BN), m_ext.div_ceil(BM), batches],
-                block: [THREADS, 1, 1],
-            }),
-            ..Schedule::default()
-        },
-    })
+        [n_ext.div_ceil(BN), m_ext.div_ceil(BM), batches],
+        [THREADS, 1, 1],
+    ))
 }
 
 /// Elements in one 16-byte `cp.async` of a half-precision operand.
